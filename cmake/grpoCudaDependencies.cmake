@@ -1,0 +1,15 @@
+# What grpo::cuda needs beyond the core: the CUDA language, the toolkit and NCCL.
+include(CMakeFindDependencyMacro)
+if(NOT CMAKE_CUDA_ARCHITECTURES)
+  set(CMAKE_CUDA_ARCHITECTURES 90)  # Hopper: the H100/H200 of the GPU machine
+endif()
+if(GRPO_FINDING_FROM_CONFIG)
+  find_dependency(CUDAToolkit)
+  find_dependency(NCCL)
+else()
+  enable_language(CUDA)
+  set(CMAKE_CUDA_STANDARD 20)
+  set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+  find_package(CUDAToolkit REQUIRED)
+  find_package(NCCL REQUIRED)
+endif()

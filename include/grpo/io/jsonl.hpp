@@ -1,0 +1,76 @@
+#pragma once
+// JSON Lines in and out: one object per line, errors that name the source and the line.
+
+#include <nlohmann/json.hpp>
+
+#include <cstddef>
+#include <fstream>
+#include <istream>
+#include <ostream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "grpo/core/error.hpp"
+
+namespace grpo::io {
+
+using json = nlohmann::json;
+
+/// Parses one JSONL line into an object. `source` and `line` only shape the error message:
+/// "prompts.jsonl:17: invalid JSON: <parser message>" or "...: expected a JSON object, found an array".
+inline json parse_jsonl_line(std::string_view text, std::string_view source, std::size_t line) {
+  json value;
+  try {
+    value = json::parse(text);
+  } catch (const json::parse_error& e) {
+    throw Error(std::string(source) + ":" + std::to_string(line) + ": invalid JSON: " + e.what());
+  }
+  if (!value.is_object()) {
+    throw Error(std::string(source) + ":" + std::to_string(line) + ": expected a JSON object, found " +
+                value.type_name());
+  }
+  return value;
+}
+
+/// Calls `fn(object, line_number)` for every non-blank line of `in` (1-based line numbers).
+template <class Fn>
+void for_each_jsonl(std::istream& in, std::string_view source, Fn&& fn) {
+  std::string text;
+  std::size_t line = 0;
+  while (std::getline(in, text)) {
+    ++line;
+    if (!text.empty() && text.back() == '\r') text.pop_back();
+    if (text.find_first_not_of(" \t") == std::string::npos) continue;
+    fn(parse_jsonl_line(text, source, line), line);
+  }
+  if (in.bad()) throw Error(std::string(source) + ": read error after line " + std::to_string(line));
+}
+
+/// Reads every object of a JSONL file; throws grpo::Error naming the file if it cannot be opened.
+inline std::vector<json> read_jsonl(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(path + ": cannot open for reading");
+  std::vector<json> rows;
+  for_each_jsonl(in, path, [&](json row, std::size_t) { rows.push_back(std::move(row)); });
+  return rows;
+}
+
+/// Writes one object as one line. Invalid UTF-8 inside strings is replaced by U+FFFD rather
+/// than aborting the stream.
+inline void write_jsonl(std::ostream& out, const json& row) {
+  out << row.dump(-1, ' ', false, json::error_handler_t::replace) << '\n';
+}
+
+/// Returns the string field `name` of `row`, or throws naming the source, the line and the field.
+inline const std::string& require_string(const json& row, std::string_view name, std::string_view source,
+                                         std::size_t line) {
+  auto it = row.find(name);
+  if (it == row.end() || !it->is_string()) {
+    throw Error(std::string(source) + ":" + std::to_string(line) + ": field \"" + std::string(name) +
+                "\" " + (it == row.end() ? "is missing" : std::string("must be a string, found ") + it->type_name()));
+  }
+  return it->get_ref<const std::string&>();
+}
+
+}  // namespace grpo::io

@@ -1,0 +1,242 @@
+#pragma once
+// grpo::token_logprobs: log pi(target_t | h_t) and the entropy of pi(. | h_t) from hidden states
+// and the output projection, computed chunk by chunk so the [N, V] logits never exist at once.
+//
+//   logits_t = (h_t W^T) / temperature               h: [N, H], W: [V, H]  ->  [V] per token
+//   logprob_t = logits_t[target_t] - logsumexp(logits_t)
+//   entropy_t = -sum_v p_tv log p_tv,   p_t = softmax(logits_t)
+//
+// A custom autograd function: forward keeps only (hidden, weight, targets, lse, entropy) and
+// backward recomputes each chunk's logits (one extra matmul per chunk, the price of O(chunk x V)
+// memory instead of O(N x V)). Logits are always float32 (float64 for float64 inputs), also when
+// hidden and weight are bf16, because log-probs of a 152K vocabulary in bf16 are off by ~1e-2.
+
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/full.h>
+#include <ATen/ops/mm.h>
+#include <ATen/ops/where.h>
+#include <ATen/ops/zeros.h>
+#include <ATen/ops/zeros_like.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include "grpo/core/error.hpp"
+
+namespace grpo {
+
+/// How token_logprobs computes: chunking, temperature, entropy.
+struct TokenLogprobOptions {
+  /// Tokens per chunk. Extra memory is about 2 x chunk_size x V x 4 bytes (1024 x 151,936: 1.2 GB),
+  /// independent of N. Default 1024.
+  std::int64_t chunk_size = 1024;
+  /// Logits are divided by this before the softmax, as the sampler does (> 0). Default 1.0.
+  double temperature = 1.0;
+  /// Also return the entropy of each position's distribution (and its gradient). Default true.
+  bool compute_entropy = true;
+};
+
+/// The result of token_logprobs; both tensors have the leading shape of `hidden` (targets' shape).
+struct TokenLogprobResult {
+  at::Tensor logprobs;  ///< [N] float32 (float64 for float64 inputs), differentiable
+  at::Tensor entropy;   ///< [N] like logprobs, or undefined when compute_entropy = false
+};
+
+namespace detail {
+
+/// The matmul precision of a token_logprobs call, fixed once from the inputs.
+struct LogitPlan {
+  at::ScalarType logit_type = at::kFloat;  // float32, or float64 for float64 inputs
+  bool mixed_mm = false;     // CUDA bf16/f16 inputs: mm(..., out_dtype = float32) without upcasting W
+  bool upcast = false;       // CPU bf16/f16 inputs: compute with an upcast copy of W
+  double inv_temperature = 1.0;
+};
+
+inline LogitPlan make_logit_plan(const at::Tensor& weight, double temperature) {
+  LogitPlan plan;
+  const auto type = weight.scalar_type();
+  plan.logit_type = type == at::kDouble ? at::kDouble : at::kFloat;
+  plan.mixed_mm = type != plan.logit_type && weight.is_cuda();
+  plan.upcast = type != plan.logit_type && !weight.is_cuda();
+  plan.inv_temperature = 1.0 / temperature;
+  return plan;
+}
+
+// h: [n, H] (input dtype), w: [V, H] (input dtype, or logit_type when upcast) -> [n, V] logit_type
+inline at::Tensor chunk_logits(const at::Tensor& h, const at::Tensor& w, const LogitPlan& plan) {
+  at::Tensor logits;
+  if (plan.mixed_mm) logits = at::mm(h, w.t(), plan.logit_type);
+  else logits = at::mm(h.to(w.scalar_type()), w.t());
+  if (plan.inv_temperature != 1.0) logits.mul_(plan.inv_temperature);
+  return logits;
+}
+
+inline void check_token_logprob_inputs(const at::Tensor& hidden, const at::Tensor& weight,
+                                       const at::Tensor& targets, const TokenLogprobOptions& options) {
+  const auto where = std::string("grpo::token_logprobs: ");
+  if (!hidden.defined() || !weight.defined() || !targets.defined())
+    throw Error(where + "expected defined hidden, weight and targets tensors, found an undefined one");
+  if (hidden.dim() < 1 || weight.dim() != 2)
+    throw Error(where + "expected hidden [..., H] and weight [V, H], found hidden of " +
+                std::to_string(hidden.dim()) + " dims and weight of " + std::to_string(weight.dim()) +
+                " dims; pass the output projection (lm_head.weight) as [V, H]");
+  if (hidden.size(-1) != weight.size(1))
+    throw Error(where + "expected hidden's last dim to equal weight's H = " + std::to_string(weight.size(1)) +
+                ", found " + std::to_string(hidden.size(-1)));
+  if (hidden.scalar_type() != weight.scalar_type() || !at::isFloatingType(hidden.scalar_type()))
+    throw Error(where + "expected hidden and weight of one floating dtype, found " +
+                std::string(c10::toString(hidden.scalar_type())) + " and " +
+                std::string(c10::toString(weight.scalar_type())) + "; cast one of them");
+  if (targets.sizes() != hidden.sizes().slice(0, hidden.dim() - 1))
+    throw Error(where + "expected targets of hidden's leading shape " +
+                c10::str(hidden.sizes().slice(0, hidden.dim() - 1)) + ", found " + c10::str(targets.sizes()));
+  if (targets.scalar_type() != at::kLong && targets.scalar_type() != at::kInt)
+    throw Error(where + "expected int64 (or int32) targets, found " + std::string(c10::toString(targets.scalar_type())));
+  if (hidden.device() != weight.device() || hidden.device() != targets.device())
+    throw Error(where + "expected hidden, weight and targets on one device, found " + hidden.device().str() + ", " +
+                weight.device().str() + ", " + targets.device().str());
+  if (options.chunk_size <= 0)
+    throw Error(where + "TokenLogprobOptions::chunk_size must be > 0, found " + std::to_string(options.chunk_size));
+  if (!(options.temperature > 0.0) || !std::isfinite(options.temperature))
+    throw Error(where + "TokenLogprobOptions::temperature must be finite and > 0, found " +
+                std::to_string(options.temperature));
+  if (weight.size(0) == 0) throw Error(where + "expected a weight with V > 0 rows, found V = 0");
+}
+
+/// The autograd function behind token_logprobs. Inputs: hidden [N, H], weight [V, H],
+/// targets [N] int64 (already in range). Outputs: logprobs [N], and entropy [N] if asked for.
+struct ChunkedTokenLogprobs : torch::autograd::Function<ChunkedTokenLogprobs> {
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const at::Tensor& hidden,
+                                                const at::Tensor& weight, const at::Tensor& targets,
+                                                std::int64_t chunk_size, double temperature, bool with_entropy) {
+    const LogitPlan plan = make_logit_plan(weight, temperature);
+    const at::Tensor w = plan.upcast ? weight.to(plan.logit_type) : weight;
+    const std::int64_t n_tokens = hidden.size(0);
+    const auto out_options = hidden.options().dtype(plan.logit_type);
+    at::Tensor logprobs = at::empty({n_tokens}, out_options);
+    at::Tensor lse = at::empty({n_tokens}, out_options);
+    at::Tensor entropy = with_entropy ? at::empty({n_tokens}, out_options) : at::Tensor();
+    for (std::int64_t start = 0; start < n_tokens; start += chunk_size) {
+      const std::int64_t n = std::min(chunk_size, n_tokens - start);
+      at::Tensor logits = chunk_logits(hidden.narrow(0, start, n), w, plan);  // [n, V]
+      at::Tensor lse_c = logits.logsumexp({1});                                // [n]
+      at::Tensor target_logit = logits.gather(1, targets.narrow(0, start, n).unsqueeze(1)).squeeze(1);
+      logprobs.narrow(0, start, n).copy_(target_logit.sub(lse_c));
+      lse.narrow(0, start, n).copy_(lse_c);
+      if (with_entropy) {
+        // entropy = -sum_v p_v log p_v; the row dot as a bmm [n,1,V] x [n,V,1] needs no [n, V] temporary.
+        at::Tensor& log_p = logits.sub_(lse_c.unsqueeze(1));
+        at::Tensor p = log_p.exp();
+        entropy.narrow(0, start, n).copy_(p.unsqueeze(1).bmm(log_p.unsqueeze(2)).view({n}).neg_());
+      }
+    }
+    ctx->saved_data["chunk_size"] = chunk_size;
+    ctx->saved_data["temperature"] = temperature;
+    ctx->save_for_backward({hidden, weight, targets, lse, entropy});
+    ctx->set_materialize_grads(false);
+    if (with_entropy) return {logprobs, entropy};
+    return {logprobs};
+  }
+
+  // Per token with z = logits, p = softmax(z), g = dL/dlogprob, e = dL/dentropy:
+  //   d logprob / dz_v = [v = target] - p_v
+  //   d entropy / dz_v = -p_v (log p_v + entropy)
+  //     (H = -sum_k p_k log p_k, dp_k/dz_v = p_k ([k = v] - p_v), so
+  //      dH/dz_v = -sum_k (log p_k + 1) p_k ([k = v] - p_v) = -p_v (log p_v + 1) + p_v (1 - H))
+  //   dL/dz_v = g [v = target] - p_v (g + e (log p_v + entropy))
+  // and z = h W^T / T gives dL/dh = (dL/dz / T) W, dL/dW = (dL/dz / T)^T h, chunk by chunk.
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor& hidden = saved[0];
+    const at::Tensor& weight = saved[1];
+    const at::Tensor& targets = saved[2];
+    const at::Tensor& lse = saved[3];
+    const at::Tensor& entropy = saved[4];
+    const std::int64_t chunk_size = ctx->saved_data["chunk_size"].toInt();
+    const double temperature = ctx->saved_data["temperature"].toDouble();
+    const at::Tensor grad_logprob = grads[0];
+    const at::Tensor grad_entropy = grads.size() > 1 ? grads[1] : at::Tensor();
+    const bool want_hidden = ctx->needs_input_grad(0);
+    const bool want_weight = ctx->needs_input_grad(1);
+    torch::autograd::variable_list result(6);
+    if ((!grad_logprob.defined() && !grad_entropy.defined()) || (!want_hidden && !want_weight)) return result;
+
+    const LogitPlan plan = make_logit_plan(weight, temperature);
+    const at::Tensor w = plan.upcast ? weight.to(plan.logit_type) : weight;
+    const std::int64_t n_tokens = hidden.size(0);
+    // Gradients accumulate in w's dtype: float32/64, or bf16/f16 on CUDA (the GEMM accumulates in
+    // float32 inside a chunk and rounds once per chunk).
+    at::Tensor grad_hidden = want_hidden ? at::empty(hidden.sizes(), hidden.options().dtype(w.scalar_type())) : at::Tensor();
+    at::Tensor grad_weight = want_weight ? at::zeros(w.sizes(), w.options()) : at::Tensor();
+    for (std::int64_t start = 0; start < n_tokens; start += chunk_size) {
+      const std::int64_t n = std::min(chunk_size, n_tokens - start);
+      const at::Tensor h = hidden.narrow(0, start, n);
+      const at::Tensor g = grad_logprob.defined() ? grad_logprob.narrow(0, start, n).to(plan.logit_type).unsqueeze(1)
+                                                  : at::zeros({n, 1}, lse.options());
+      at::Tensor grad_z = chunk_logits(h, w, plan);  // [n, V] logits, reused in place as dL/dz
+      grad_z.sub_(lse.narrow(0, start, n).unsqueeze(1));  // log p
+      if (grad_entropy.defined()) {
+        const at::Tensor e = grad_entropy.narrow(0, start, n).to(plan.logit_type).unsqueeze(1);
+        at::Tensor p = grad_z.exp();
+        grad_z.add_(entropy.narrow(0, start, n).unsqueeze(1)).mul_(e).add_(g).mul_(p).neg_();
+      } else {
+        grad_z.exp_().mul_(g).neg_();
+      }
+      grad_z.scatter_add_(1, targets.narrow(0, start, n).unsqueeze(1), g);
+      if (plan.inv_temperature != 1.0) grad_z.mul_(plan.inv_temperature);
+      if (grad_z.scalar_type() != w.scalar_type()) grad_z = grad_z.to(w.scalar_type());
+      if (want_hidden) {
+        at::Tensor rows = grad_hidden.narrow(0, start, n);
+        at::mm_out(rows, grad_z, w);
+      }
+      if (want_weight) grad_weight.addmm_(grad_z.t(), h.to(w.scalar_type()));
+    }
+    if (want_hidden) result[0] = grad_hidden.to(hidden.scalar_type());
+    if (want_weight) result[1] = grad_weight.to(weight.scalar_type());
+    return result;
+  }
+};
+
+}  // namespace detail
+
+/// Log-probabilities of `targets` (and entropies) under softmax(hidden W^T / temperature).
+///   hidden: [..., H] float/bf16/f16, weight: [V, H] same dtype, targets: [...] int64
+///   -> logprobs [...] (and entropy [...]) float32, float64 for float64 inputs; differentiable
+///      w.r.t. hidden and weight (once; no double backward).
+/// Memory beyond inputs and outputs: O(chunk_size x V), never O(N x V). Out-of-range targets
+/// throw grpo::Error on the CPU; on CUDA (where checking would synchronise) they give NaN.
+inline TokenLogprobResult token_logprobs(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& targets,
+                                     const TokenLogprobOptions& options = {}) {
+  detail::check_token_logprob_inputs(hidden, weight, targets, options);
+  const std::int64_t vocab = weight.size(0);
+  const at::Tensor flat_hidden = hidden.reshape({-1, hidden.size(-1)});
+  at::Tensor flat_targets = targets.reshape({-1}).to(at::kLong);
+  at::Tensor valid;
+  if (flat_targets.is_cpu()) {
+    if (flat_targets.numel() > 0) {
+      const auto low = flat_targets.min().item<std::int64_t>();
+      const auto high = flat_targets.max().item<std::int64_t>();
+      if (low < 0 || high >= vocab)
+        throw Error("grpo::token_logprobs: expected targets in [0, V = " + std::to_string(vocab) + "), found " +
+                    std::to_string(low < 0 ? low : high) + "; check the tokenizer's vocabulary against the model's");
+    }
+  } else {
+    valid = flat_targets.ge(0).logical_and_(flat_targets.lt(vocab));
+    flat_targets = at::where(valid, flat_targets, 0);
+  }
+  auto outputs = detail::ChunkedTokenLogprobs::apply(flat_hidden, weight, flat_targets, options.chunk_size,
+                                                     options.temperature, options.compute_entropy);
+  TokenLogprobResult result;
+  result.logprobs = outputs[0];
+  if (valid.defined()) result.logprobs = at::where(valid, result.logprobs, std::nan(""));
+  result.logprobs = result.logprobs.view(targets.sizes());
+  if (options.compute_entropy) result.entropy = outputs[1].view(targets.sizes());
+  return result;
+}
+
+}  // namespace grpo

@@ -1,0 +1,203 @@
+// grpo::token_logprobs against the naive computation (full [N, V] logits, log_softmax, gather,
+// entropy = -sum p log p, gradients by autograd), which is the reference definition.
+#include <grpo/loss/token_logprobs.hpp>
+
+#include <ATen/Context.h>
+#include <ATen/Functions.h>
+#include <ATen/TensorOperators.h>
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <vector>
+
+namespace {
+
+struct Naive {
+  at::Tensor logprobs, entropy;
+};
+
+// The reference: materialise every logit.  hidden [N, H], weight [V, H], targets [N].
+Naive naive_logprobs(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& targets,
+                     double temperature) {
+  const auto logits = at::matmul(hidden, weight.t()) / temperature;  // [N, V]
+  const auto log_p = at::log_softmax(logits, -1);
+  return {log_p.gather(-1, targets.unsqueeze(-1)).squeeze(-1), -(log_p.exp() * log_p).sum(-1)};
+}
+
+struct Case {
+  std::int64_t n, h, v, chunk;
+  double temperature;
+};
+
+// Values and gradients of ours vs naive for a loss that uses both outputs with random weights.
+void compare_with_naive(const Case& c, at::ScalarType dtype, double tol) {
+  at::manual_seed(1234 + c.n * 7 + c.chunk);
+  const auto options = at::TensorOptions().dtype(dtype);
+  const auto hidden0 = at::randn({c.n, c.h}, options);
+  const auto weight0 = at::randn({c.v, c.h}, options) * 0.5;
+  const auto targets = at::randint(c.v, {c.n}, at::TensorOptions().dtype(at::kLong));
+  const auto g_lp = at::randn({c.n}, options);
+  const auto g_ent = at::randn({c.n}, options);
+
+  auto hidden = hidden0.clone().requires_grad_(true);
+  auto weight = weight0.clone().requires_grad_(true);
+  const auto ours = grpo::token_logprobs(hidden, weight, targets,
+                                         {.chunk_size = c.chunk, .temperature = c.temperature});
+  ((ours.logprobs * g_lp).sum() + (ours.entropy * g_ent).sum()).backward();
+
+  auto hidden_ref = hidden0.clone().requires_grad_(true);
+  auto weight_ref = weight0.clone().requires_grad_(true);
+  const auto ref = naive_logprobs(hidden_ref, weight_ref, targets, c.temperature);
+  ((ref.logprobs * g_lp).sum() + (ref.entropy * g_ent).sum()).backward();
+
+  REQUIRE(ours.logprobs.scalar_type() == dtype);
+  REQUIRE(ours.logprobs.sizes() == ref.logprobs.sizes());
+  CHECK(at::allclose(ours.logprobs, ref.logprobs, tol, tol));
+  CHECK(at::allclose(ours.entropy, ref.entropy, tol, tol));
+  CHECK(at::allclose(hidden.grad(), hidden_ref.grad(), tol, tol));
+  CHECK(at::allclose(weight.grad(), weight_ref.grad(), tol, tol));
+}
+
+}  // namespace
+
+TEST_CASE("token_logprobs equals the naive computation in float64", "[token_logprobs]") {
+  // N a multiple of the chunk, N not a multiple, chunk > N, chunk = 1, temperature != 1.
+  for (const Case c : {Case{12, 8, 37, 4, 1.0}, Case{13, 8, 37, 5, 1.0}, Case{7, 6, 50, 64, 1.0},
+                       Case{5, 4, 11, 1, 1.0}, Case{13, 8, 37, 5, 0.7}, Case{9, 8, 29, 4, 1.6}}) {
+    INFO("n=" << c.n << " chunk=" << c.chunk << " T=" << c.temperature);
+    compare_with_naive(c, at::kDouble, 1e-10);
+  }
+}
+
+TEST_CASE("token_logprobs equals the naive computation in float32", "[token_logprobs]") {
+  for (const Case c : {Case{33, 16, 301, 8, 1.0}, Case{33, 16, 301, 100, 0.8}}) {
+    INFO("n=" << c.n << " chunk=" << c.chunk << " T=" << c.temperature);
+    compare_with_naive(c, at::kFloat, 2e-5);
+  }
+}
+
+TEST_CASE("token_logprobs: bf16 inputs give float32 log-probs close to the float32 computation", "[token_logprobs]") {
+  at::manual_seed(7);
+  const auto hidden = at::randn({10, 16}).to(at::kBFloat16);
+  const auto weight = at::randn({40, 16}).to(at::kBFloat16);
+  const auto targets = at::randint(40, {10}, at::TensorOptions().dtype(at::kLong));
+  const auto ours = grpo::token_logprobs(hidden, weight, targets, {.chunk_size = 3});
+  // Reference: the same bf16 values upcast, so only float32 arithmetic differs.
+  const auto ref = naive_logprobs(hidden.to(at::kFloat), weight.to(at::kFloat), targets, 1.0);
+  REQUIRE(ours.logprobs.scalar_type() == at::kFloat);
+  CHECK(at::allclose(ours.logprobs, ref.logprobs, 1e-4, 1e-4));
+  CHECK(at::allclose(ours.entropy, ref.entropy, 1e-4, 1e-4));
+
+  auto h = hidden.clone().requires_grad_(true);
+  auto w = weight.clone().requires_grad_(true);
+  grpo::token_logprobs(h, w, targets, {.chunk_size = 3}).logprobs.sum().backward();
+  REQUIRE(h.grad().scalar_type() == at::kBFloat16);
+  auto h_ref = hidden.to(at::kFloat).requires_grad_(true);
+  auto w_ref = weight.to(at::kFloat).requires_grad_(true);
+  naive_logprobs(h_ref, w_ref, targets, 1.0).logprobs.sum().backward();
+  CHECK(at::allclose(h.grad().to(at::kFloat), h_ref.grad(), 2e-2, 2e-2));
+  CHECK(at::allclose(w.grad().to(at::kFloat), w_ref.grad(), 2e-2, 2e-2));
+}
+
+TEST_CASE("token_logprobs: gradient of log-probs alone, of entropy alone, and w.r.t. one input", "[token_logprobs]") {
+  at::manual_seed(11);
+  const auto hidden0 = at::randn({9, 5}, at::kDouble);
+  const auto weight0 = at::randn({13, 5}, at::kDouble);
+  const auto targets = at::randint(13, {9}, at::TensorOptions().dtype(at::kLong));
+  for (int which = 0; which < 2; ++which) {
+    auto h = hidden0.clone().requires_grad_(true);
+    auto h_ref = hidden0.clone().requires_grad_(true);
+    const auto ours = grpo::token_logprobs(h, weight0, targets, {.chunk_size = 4});
+    const auto ref = naive_logprobs(h_ref, weight0, targets, 1.0);
+    (which == 0 ? ours.logprobs : ours.entropy).sum().backward();
+    (which == 0 ? ref.logprobs : ref.entropy).sum().backward();
+    CHECK(at::allclose(h.grad(), h_ref.grad(), 1e-10, 1e-10));
+  }
+  // Only the weight requires grad (a frozen trunk).
+  auto w = weight0.clone().requires_grad_(true);
+  auto w_ref = weight0.clone().requires_grad_(true);
+  grpo::token_logprobs(hidden0, w, targets, {.chunk_size = 2, .compute_entropy = false}).logprobs.sum().backward();
+  naive_logprobs(hidden0, w_ref, targets, 1.0).logprobs.sum().backward();
+  CHECK(at::allclose(w.grad(), w_ref.grad(), 1e-10, 1e-10));
+}
+
+TEST_CASE("token_logprobs: finite differences agree with the custom backward (float64)", "[token_logprobs]") {
+  // Central differences of L = sum(a * logprob + b * entropy) on a few hidden entries, step 1e-6.
+  at::manual_seed(5);
+  const auto hidden = at::randn({4, 3}, at::kDouble);
+  const auto weight = at::randn({7, 3}, at::kDouble);
+  const auto targets = at::tensor(std::vector<std::int64_t>{0, 6, 3, 3});
+  const auto a = at::randn({4}, at::kDouble);
+  const auto b = at::randn({4}, at::kDouble);
+  const grpo::TokenLogprobOptions options{.chunk_size = 3, .temperature = 0.9};
+  auto loss = [&](const at::Tensor& h) {
+    const auto r = grpo::token_logprobs(h, weight, targets, options);
+    return ((r.logprobs * a).sum() + (r.entropy * b).sum()).item<double>();
+  };
+  auto h = hidden.clone().requires_grad_(true);
+  const auto r = grpo::token_logprobs(h, weight, targets, options);
+  ((r.logprobs * a).sum() + (r.entropy * b).sum()).backward();
+  const double step = 1e-6;
+  for (std::int64_t i = 0; i < 4; ++i) {
+    for (std::int64_t j = 0; j < 3; ++j) {
+      auto plus = hidden.clone();
+      auto minus = hidden.clone();
+      plus[i][j] += step;
+      minus[i][j] -= step;
+      const double numeric = (loss(plus) - loss(minus)) / (2 * step);
+      CHECK(h.grad()[i][j].item<double>() == Approx(numeric).margin(1e-7));
+    }
+  }
+}
+
+TEST_CASE("token_logprobs: leading dims, empty input, no entropy", "[token_logprobs]") {
+  at::manual_seed(3);
+  const auto hidden = at::randn({2, 3, 4}, at::kDouble);
+  const auto weight = at::randn({6, 4}, at::kDouble);
+  const auto targets = at::randint(6, {2, 3}, at::TensorOptions().dtype(at::kLong));
+  const auto ours = grpo::token_logprobs(hidden, weight, targets, {.chunk_size = 4});
+  const auto ref = naive_logprobs(hidden, weight, targets, 1.0);
+  REQUIRE((ours.logprobs.sizes() == at::IntArrayRef{2, 3}));
+  CHECK(at::allclose(ours.logprobs, ref.logprobs, 1e-12, 1e-12));
+  CHECK(at::allclose(ours.entropy, ref.entropy, 1e-12, 1e-12));
+
+  const auto no_entropy = grpo::token_logprobs(hidden, weight, targets, {.compute_entropy = false});
+  CHECK_FALSE(no_entropy.entropy.defined());
+  CHECK(at::allclose(no_entropy.logprobs, ref.logprobs, 1e-12, 1e-12));
+
+  auto empty_hidden = at::randn({0, 4}, at::kDouble).requires_grad_(true);
+  auto w = weight.clone().requires_grad_(true);
+  const auto empty = grpo::token_logprobs(empty_hidden, w, at::zeros({0}, at::kLong));
+  REQUIRE(empty.logprobs.numel() == 0);
+  REQUIRE(empty.entropy.numel() == 0);
+  (empty.logprobs.sum() + empty.entropy.sum()).backward();
+  CHECK(w.grad().abs().sum().item<double>() == 0.0);
+  CHECK((empty_hidden.grad().sizes() == at::IntArrayRef{0, 4}));
+}
+
+TEST_CASE("token_logprobs: int32 targets are accepted", "[token_logprobs]") {
+  const auto hidden = at::randn({3, 4}, at::kDouble);
+  const auto weight = at::randn({6, 4}, at::kDouble);
+  const auto targets = at::tensor(std::vector<std::int64_t>{5, 0, 2});
+  const auto ref = naive_logprobs(hidden, weight, targets, 1.0);
+  CHECK(at::allclose(grpo::token_logprobs(hidden, weight, targets.to(at::kInt)).logprobs, ref.logprobs));
+}
+
+TEST_CASE("token_logprobs: bad input throws grpo::Error", "[token_logprobs]") {
+  const auto hidden = at::randn({3, 4});
+  const auto weight = at::randn({6, 4});
+  const auto targets = at::tensor(std::vector<std::int64_t>{1, 2, 3});
+  CHECK_THROWS_AS(grpo::token_logprobs(hidden, at::randn({6, 5}), targets), grpo::Error);         // H mismatch
+  CHECK_THROWS_AS(grpo::token_logprobs(hidden, weight.to(at::kDouble), targets), grpo::Error);    // dtype mismatch
+  CHECK_THROWS_AS(grpo::token_logprobs(hidden, weight, targets.narrow(0, 0, 2)), grpo::Error);    // N mismatch
+  CHECK_THROWS_AS(grpo::token_logprobs(hidden, weight, targets.to(at::kFloat)), grpo::Error);     // float targets
+  CHECK_THROWS_AS(grpo::token_logprobs(hidden, weight, at::tensor(std::vector<std::int64_t>{1, 6, 0})), grpo::Error);
+  CHECK_THROWS_AS(grpo::token_logprobs(hidden, weight, at::tensor(std::vector<std::int64_t>{-1, 0, 0})), grpo::Error);
+  CHECK_THROWS_AS(grpo::token_logprobs(hidden, weight, targets, {.chunk_size = 0}), grpo::Error);
+  CHECK_THROWS_AS(grpo::token_logprobs(hidden, weight, targets, {.temperature = 0.0}), grpo::Error);
+  CHECK_THROWS_AS(grpo::token_logprobs(hidden, weight, targets, {.temperature = std::nan("")}), grpo::Error);
+  CHECK_THROWS_AS(grpo::token_logprobs(hidden, at::randn({4}), targets), grpo::Error);
+  CHECK_THROWS_AS(grpo::token_logprobs(at::Tensor(), weight, targets), grpo::Error);
+  CHECK_THROWS_WITH(grpo::token_logprobs(hidden, weight, at::tensor(std::vector<std::int64_t>{1, 9, 0})),
+                    Catch::Contains("[0, V = 6)") && Catch::Contains("found 9"));
+}

@@ -1,0 +1,134 @@
+#pragma once
+// Grouped-query self-attention of Qwen2 (q/k/v projections with bias, o_proj without), rotary
+// positions, through at::scaled_dot_product_attention.
+//
+// Query head h reads key/value head h / G, G = num_heads / num_kv_heads (transformers' repeat_kv
+// order). Prefill and training expand k/v to num_heads; a one-token decode step instead folds the
+// G query heads of a group into SDPA's query-length axis, q: [B, H, 1, D] -> [B, KV, G, D], so
+// the cache is read as it is stored, with no copy of it per step.
+
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/arange.h>
+#include <ATen/ops/ones.h>
+#include <ATen/ops/scaled_dot_product_attention.h>
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <tuple>
+
+#include "grpo/core/error.hpp"
+#include "grpo/model/kv_cache.hpp"
+#include "grpo/model/layers.hpp"
+#include "grpo/model/rotary.hpp"
+
+namespace grpo {
+
+/// Which keys each query may attend to, shared by every layer of one forward.
+struct AttentionMask {
+  at::Tensor allowed;   ///< [B or 1, 1, T, S] bool, true = may attend; undefined = see `causal`
+  bool causal = false;  ///< no explicit mask: SDPA's is_causal (queries and keys aligned, T == S)
+};
+
+/// The mask for T queries at absolute slots [past, past + T) over keys [0, past + T).
+/// key_valid: [B, past + T] bool (false = padding slot) or undefined when no key is padding.
+/// A padding query may always attend to itself, so no row is fully masked: fully masked rows give
+/// NaN in SDPA's math path, and NaN in ignored positions still poisons gradients (0 * NaN).
+inline AttentionMask make_attention_mask(const at::Tensor& key_valid, std::int64_t query_length, std::int64_t past,
+                                         c10::Device device) {
+  const auto keys = past + query_length;
+  if (!key_valid.defined()) {
+    if (query_length == 1) return {};                // one new token sees every earlier slot
+    if (past == 0) return {at::Tensor(), true};      // plain causal: flash/efficient kernels apply
+  }
+  const auto long_options = at::TensorOptions().device(device).dtype(at::kLong);
+  const auto query_slots = (at::arange(query_length, long_options) + past).unsqueeze(1);  // [T, 1]
+  const auto key_slots = at::arange(keys, long_options).unsqueeze(0);                     // [1, S]
+  const auto causal = key_slots <= query_slots;                                           // [T, S]
+  if (!key_valid.defined()) return {causal.unsqueeze(0).unsqueeze(0), false};
+  const auto self = key_slots == query_slots;
+  const auto allowed = (causal.unsqueeze(0) & key_valid.to(device).to(at::kBool).unsqueeze(1)) | self.unsqueeze(0);
+  return {allowed.unsqueeze(1), false};  // [B, 1, T, S]
+}
+
+/// Dimensions of one attention block.
+struct AttentionOptions {
+  std::int64_t hidden_size = 0;   ///< model width; required
+  std::int64_t num_heads = 0;     ///< query heads; required
+  std::int64_t num_kv_heads = 0;  ///< key/value heads, divides num_heads; required
+  std::int64_t head_dim = 0;      ///< per-head dimension (even); required
+};
+
+class Qwen2AttentionImpl : public torch::nn::Module {
+ public:
+  Qwen2AttentionImpl(const AttentionOptions& dims, const ParameterOptions& options = {}) : dims_(dims) {
+    const auto where = std::string("Qwen2Attention: ");
+    if (dims.hidden_size <= 0 || dims.num_heads <= 0 || dims.num_kv_heads <= 0 || dims.head_dim <= 0) {
+      throw Error(where + "expected hidden_size, num_attention_heads, num_key_value_heads and head_dim > 0, found " +
+                  std::to_string(dims.hidden_size) + ", " + std::to_string(dims.num_heads) + ", " +
+                  std::to_string(dims.num_kv_heads) + ", " + std::to_string(dims.head_dim));
+    }
+    if (dims.num_heads % dims.num_kv_heads != 0) {
+      throw Error(where + "num_attention_heads (" + std::to_string(dims.num_heads) +
+                  ") must be a multiple of num_key_value_heads (" + std::to_string(dims.num_kv_heads) + ")");
+    }
+    const auto q_width = dims.num_heads * dims.head_dim;
+    const auto kv_width = dims.num_kv_heads * dims.head_dim;
+    q_proj = register_module("q_proj", Projection(dims.hidden_size, q_width, true, options));
+    k_proj = register_module("k_proj", Projection(dims.hidden_size, kv_width, true, options));
+    v_proj = register_module("v_proj", Projection(dims.hidden_size, kv_width, true, options));
+    o_proj = register_module("o_proj", Projection(q_width, dims.hidden_size, false, options));
+  }
+
+  // hidden: [B, T, hidden] -> [B, T, hidden]. With a cache, this layer's keys/values are appended
+  // at the cache's position (the caller brackets the layers with begin_step/end_step).
+  at::Tensor forward(const at::Tensor& hidden, const RotaryTables& rotary, const AttentionMask& mask,
+                     KVCache* cache = nullptr, std::int64_t layer_index = 0) {
+    const auto batch = hidden.size(0);
+    const auto length = hidden.size(1);
+    const auto heads = dims_.num_heads;
+    const auto kv_heads = dims_.num_kv_heads;
+    const auto head_dim = dims_.head_dim;
+    const auto groups = heads / kv_heads;
+    // [B, T, n * D] -> [B, n, T, D]
+    auto q = q_proj->forward(hidden).view({batch, length, heads, head_dim}).transpose(1, 2);
+    auto k = k_proj->forward(hidden).view({batch, length, kv_heads, head_dim}).transpose(1, 2);
+    auto v = v_proj->forward(hidden).view({batch, length, kv_heads, head_dim}).transpose(1, 2);
+    q = apply_rotary(q, rotary);
+    k = apply_rotary(k, rotary);
+    if (cache != nullptr) std::tie(k, v) = cache->update(layer_index, k, v);
+
+    const auto explicit_mask = mask.allowed.defined() ? std::optional<at::Tensor>(mask.allowed) : std::nullopt;
+    at::Tensor out;  // -> [B, T, H * D]
+    if (length == 1 && groups > 1) {
+      // Decode: q [B, H, 1, D] -> [B, KV, G, D]; every folded query sees the same keys.
+      const auto folded = q.reshape({batch, kv_heads, groups, head_dim});
+      out = at::scaled_dot_product_attention(folded, k, v, explicit_mask).reshape({batch, 1, heads * head_dim});
+    } else {
+      if (groups > 1) {
+        const auto keys = k.size(2);
+        k = k.unsqueeze(2).expand({batch, kv_heads, groups, keys, head_dim}).reshape({batch, heads, keys, head_dim});
+        v = v.unsqueeze(2).expand({batch, kv_heads, groups, keys, head_dim}).reshape({batch, heads, keys, head_dim});
+      }
+      out = at::scaled_dot_product_attention(q, k, v, explicit_mask, 0.0, mask.causal)
+                .transpose(1, 2)
+                .reshape({batch, length, heads * head_dim});
+    }
+    return o_proj->forward(out);
+  }
+
+  const AttentionOptions& dims() const { return dims_; }
+
+  Projection q_proj{nullptr};
+  Projection k_proj{nullptr};
+  Projection v_proj{nullptr};
+  Projection o_proj{nullptr};
+
+ private:
+  AttentionOptions dims_;
+};
+TORCH_MODULE(Qwen2Attention);
+
+}  // namespace grpo

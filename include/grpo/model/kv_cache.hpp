@@ -1,0 +1,201 @@
+#pragma once
+// A preallocated ("static") key/value cache for batched prefill and decode.
+//
+// Layout: per layer, keys and values of [batch, kv_heads, max_length, head_dim], allocated once.
+// Every row of the batch shares one write position (`length()`): prompts of different lengths are
+// LEFT-padded, as transformers' generate() does, and a boolean key mask [batch, max_length]
+// remembers which slots hold padding. Why left padding rather than per-row lengths: one write
+// position per step means a decode step writes one contiguous slice per layer and attends over
+// one [0, length) range, with no scatter and no ragged kernels; the cost is the padding slots of
+// the shorter prompts (bounded by the longest prompt).
+//
+// Rotary positions are per row: a row's positions count its real tokens only (0 for its first
+// real token, whatever the padding before it), i.e. cumsum(attention_mask) - 1 as in transformers.
+//
+// Rows that finish can be dropped (keep_rows) so later steps compute only the live ones.
+//
+// Usage by the model, once per forward:
+//   positions = cache.begin_step(T, mask);      // [B, T]
+//   for each layer: auto [k, v] = cache.update(layer, k_new, v_new);
+//   cache.end_step();
+
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/arange.h>
+#include <ATen/ops/cumsum.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <c10/core/TensorOptions.h>
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "grpo/core/error.hpp"
+
+namespace grpo {
+
+/// Shape and placement of a KVCache.
+struct KVCacheOptions {
+  std::int64_t num_layers = 0;          ///< decoder layers (config num_hidden_layers); required
+  std::int64_t batch_size = 0;          ///< rows (sequences) at the start; required
+  std::int64_t num_kv_heads = 0;        ///< key/value heads (config num_key_value_heads); required
+  std::int64_t head_dim = 0;            ///< per-head dimension; required
+  std::int64_t max_length = 0;          ///< slots per row: longest padded prompt + max new tokens; required
+  c10::Device device = c10::kCPU;       ///< device of the cache; default CPU
+  c10::ScalarType dtype = c10::kFloat;  ///< dtype of keys and values (the model's); default float32
+};
+
+class KVCache {
+ public:
+  explicit KVCache(const KVCacheOptions& options) : options_(options), batch_(options.batch_size) {
+    const auto check = [](std::int64_t value, const char* field) {
+      if (value <= 0) {
+        throw Error(std::string("KVCacheOptions.") + field + ": expected > 0, found " + std::to_string(value));
+      }
+    };
+    check(options.num_layers, "num_layers");
+    check(options.batch_size, "batch_size");
+    check(options.num_kv_heads, "num_kv_heads");
+    check(options.head_dim, "head_dim");
+    check(options.max_length, "max_length");
+    const auto tensor_options = at::TensorOptions().device(options.device).dtype(options.dtype);
+    keys_.reserve(static_cast<std::size_t>(options.num_layers));
+    values_.reserve(static_cast<std::size_t>(options.num_layers));
+    for (std::int64_t layer = 0; layer < options.num_layers; ++layer) {
+      // Zeroed, not empty: padding slots are masked out, but uninitialised memory may hold NaN
+      // bit patterns, and 0 * NaN in the attention product would still be NaN.
+      keys_.push_back(at::zeros({options.batch_size, options.num_kv_heads, options.max_length, options.head_dim}, tensor_options));
+      values_.push_back(at::zeros({options.batch_size, options.num_kv_heads, options.max_length, options.head_dim}, tensor_options));
+    }
+    key_mask_ = at::zeros({options.batch_size, options.max_length}, at::TensorOptions().device(options.device).dtype(at::kBool));
+    next_positions_ = at::zeros({options.batch_size}, at::TensorOptions().device(options.device).dtype(at::kLong));
+  }
+
+  std::int64_t num_layers() const { return options_.num_layers; }
+  std::int64_t batch_size() const { return batch_; }
+  std::int64_t length() const { return length_; }             ///< slots written, shared by every row
+  std::int64_t capacity() const { return options_.max_length; }
+  bool has_padding() const { return has_padding_; }           ///< some written slot is padding
+  bool in_step() const { return step_tokens_ > 0; }
+  const KVCacheOptions& options() const { return options_; }
+
+  /// Starts a forward of `new_tokens` tokens per row. `attention_mask` [B, new_tokens] (1 = real,
+  /// 0 = padding) or undefined for all-real. Returns the rotary position ids [B, new_tokens].
+  at::Tensor begin_step(std::int64_t new_tokens, const at::Tensor& attention_mask = {}) {
+    if (step_tokens_ != 0) throw Error("KVCache::begin_step: the previous step was not ended (end_step)");
+    if (new_tokens <= 0) throw Error("KVCache::begin_step: expected new_tokens > 0, found " + std::to_string(new_tokens));
+    if (length_ + new_tokens > options_.max_length) {
+      throw Error("KVCache: capacity exceeded: " + std::to_string(length_) + " slots used + " + std::to_string(new_tokens) +
+                  " new > max_length " + std::to_string(options_.max_length) +
+                  "; create the cache with max_length >= padded prompt length + max new tokens");
+    }
+    const auto device_long = at::TensorOptions().device(options_.device).dtype(at::kLong);
+    at::Tensor positions;
+    if (attention_mask.defined()) {
+      if (attention_mask.dim() != 2 || attention_mask.size(0) != batch_ || attention_mask.size(1) != new_tokens) {
+        throw Error("KVCache::begin_step: expected attention_mask of shape [" + std::to_string(batch_) + ", " +
+                    std::to_string(new_tokens) + "], found " + shape_string(attention_mask));
+      }
+      const auto real = attention_mask.to(options_.device).to(at::kLong);
+      const auto counted = at::cumsum(real, 1);
+      positions = (next_positions_.narrow(0, 0, batch_).unsqueeze(1) + counted - 1).clamp_min(0);
+      key_mask_.narrow(0, 0, batch_).narrow(1, length_, new_tokens).copy_(real.to(at::kBool));
+      next_positions_.narrow(0, 0, batch_).add_(counted.select(1, new_tokens - 1));
+      if (!has_padding_) has_padding_ = !real.all().item<bool>();
+    } else {
+      positions = next_positions_.narrow(0, 0, batch_).unsqueeze(1) + at::arange(new_tokens, device_long).unsqueeze(0);
+      key_mask_.narrow(0, 0, batch_).narrow(1, length_, new_tokens).fill_(true);
+      next_positions_.narrow(0, 0, batch_).add_(new_tokens);
+    }
+    step_tokens_ = new_tokens;
+    return positions;
+  }
+
+  /// Writes layer `layer`'s new keys/values [B, kv_heads, T, D] at the current position and returns
+  /// views of everything written so far for that layer: [B, kv_heads, length + T, D] each.
+  std::pair<at::Tensor, at::Tensor> update(std::int64_t layer, const at::Tensor& keys, const at::Tensor& values) {
+    if (step_tokens_ == 0) throw Error("KVCache::update: called outside begin_step/end_step");
+    if (layer < 0 || layer >= options_.num_layers) {
+      throw Error("KVCache::update: layer " + std::to_string(layer) + " out of range [0, " +
+                  std::to_string(options_.num_layers) + ")");
+    }
+    const auto index = static_cast<std::size_t>(layer);
+    auto rows_k = keys_[index].narrow(0, 0, batch_);
+    auto rows_v = values_[index].narrow(0, 0, batch_);
+    rows_k.narrow(2, length_, step_tokens_).copy_(keys);
+    rows_v.narrow(2, length_, step_tokens_).copy_(values);
+    return {rows_k.narrow(2, 0, length_ + step_tokens_), rows_v.narrow(2, 0, length_ + step_tokens_)};
+  }
+
+  /// Which slots of the current step's key range hold real tokens: [B, length + T] bool.
+  at::Tensor key_mask() const { return key_mask_.narrow(0, 0, batch_).narrow(1, 0, length_ + step_tokens_); }
+
+  /// Rotary position of each row's next token: [B] int64.
+  at::Tensor next_positions() const { return next_positions_.narrow(0, 0, batch_); }
+
+  void end_step() {
+    if (step_tokens_ == 0) throw Error("KVCache::end_step: no step in progress");
+    length_ += step_tokens_;
+    step_tokens_ = 0;
+  }
+
+  /// Keeps only rows `rows` ([B'] int64, indices into the current rows, in the new order) and
+  /// drops the others, so later steps compute B' rows. Copies the written slots once.
+  void keep_rows(const at::Tensor& rows) {
+    if (step_tokens_ != 0) throw Error("KVCache::keep_rows: not allowed inside a step");
+    const auto kept = rows.numel();
+    if (rows.dim() != 1 || kept == 0 || kept > batch_) {
+      throw Error("KVCache::keep_rows: expected 1 to " + std::to_string(batch_) + " row indices, found shape " + shape_string(rows));
+    }
+    const auto index = rows.to(options_.device).to(at::kLong);
+    for (std::size_t layer = 0; layer < keys_.size(); ++layer) {
+      compact(keys_[layer], index, kept, 2);
+      compact(values_[layer], index, kept, 2);
+    }
+    compact(key_mask_, index, kept, 1);
+    next_positions_.narrow(0, 0, kept).copy_(next_positions_.narrow(0, 0, batch_).index_select(0, index));
+    batch_ = kept;
+  }
+
+  /// Empties the cache for a new batch of at most the original batch size.
+  void reset(std::int64_t batch_size = -1) {
+    if (batch_size > options_.batch_size) {
+      throw Error("KVCache::reset: batch " + std::to_string(batch_size) + " > allocated " + std::to_string(options_.batch_size));
+    }
+    batch_ = batch_size > 0 ? batch_size : options_.batch_size;
+    length_ = 0;
+    step_tokens_ = 0;
+    has_padding_ = false;
+    key_mask_.fill_(false);
+    next_positions_.zero_();
+  }
+
+ private:
+  static std::string shape_string(const at::Tensor& t) {
+    if (!t.defined()) return "an undefined tensor";
+    std::string out = "[";
+    for (std::int64_t d = 0; d < t.dim(); ++d) out += (d ? ", " : "") + std::to_string(t.size(d));
+    return out + "]";
+  }
+
+  // Moves rows `index` of the first `length_` slots (dimension `slot_dim`) to rows 0..kept-1.
+  void compact(at::Tensor& storage, const at::Tensor& index, std::int64_t kept, std::int64_t slot_dim) const {
+    if (length_ == 0) return;
+    auto written = storage.narrow(0, 0, batch_).narrow(slot_dim, 0, length_);
+    const auto selected = written.index_select(0, index);
+    storage.narrow(0, 0, kept).narrow(slot_dim, 0, length_).copy_(selected);
+  }
+
+  KVCacheOptions options_;
+  std::vector<at::Tensor> keys_;
+  std::vector<at::Tensor> values_;
+  at::Tensor key_mask_;        // [B_max, max_length] bool
+  at::Tensor next_positions_;  // [B_max] int64
+  std::int64_t batch_ = 0;
+  std::int64_t length_ = 0;
+  std::int64_t step_tokens_ = 0;
+  bool has_padding_ = false;
+};
+
+}  // namespace grpo

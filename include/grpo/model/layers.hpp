@@ -1,0 +1,135 @@
+#pragma once
+// The parameter-owning building blocks of the Qwen2 decoder: a linear projection, a token
+// embedding and RMSNorm. Each is a torch::nn module (Impl + holder) whose parameter names match
+// PyTorch's nn.Linear / nn.Embedding / Qwen2RMSNorm, so a Hugging Face checkpoint maps 1:1.
+//
+// Why not torch::nn::Linear and torch::nn::Embedding: those initialise their weights in fp32 on
+// the CPU when constructed (kaiming), which for a 32B model costs 128 GB and minutes before the
+// checkpoint overwrites every value. These allocate on the target device and dtype directly and
+// initialise only when asked (ParameterInit::normal, as transformers' _init_weights does).
+
+#include <ATen/core/Tensor.h>
+#include <ATen/core/grad_mode.h>
+#include <ATen/ops/embedding.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/linear.h>
+#include <ATen/ops/rsqrt.h>
+#include <c10/core/TensorOptions.h>
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "grpo/core/error.hpp"
+
+namespace grpo {
+
+/// Where and how the parameters of a module are created.
+struct ParameterOptions {
+  c10::Device device = c10::kCPU;       ///< device of every parameter; default CPU
+  c10::ScalarType dtype = c10::kFloat;  ///< dtype of every parameter (float32 or bfloat16); default float32
+  /// true: initialise like transformers' _init_weights (weights ~ N(0, init_std), biases 0,
+  /// norm weights 1), from the default generator; false: leave the memory uninitialised (the
+  /// caller loads a checkpoint into every parameter next). Default true.
+  bool initialize = true;
+  double init_std = 0.02;  ///< standard deviation of the weight initialisation (config initializer_range); default 0.02
+};
+
+namespace detail {
+
+inline void check_floating_dtype(c10::ScalarType dtype, const char* where) {
+  if (dtype != c10::kFloat && dtype != c10::kBFloat16 && dtype != c10::kHalf && dtype != c10::kDouble) {
+    throw Error(std::string(where) + ": expected a floating parameter dtype (float32, bfloat16, float16 or float64), found " +
+                std::string(c10::toString(dtype)) + "; pass .dtype = at::kFloat or at::kBFloat16");
+  }
+}
+
+inline at::Tensor make_parameter(at::IntArrayRef shape, const ParameterOptions& options, double fill_or_std,
+                                 bool normal) {
+  check_floating_dtype(options.dtype, "ParameterOptions.dtype");
+  auto tensor = at::empty(shape, at::TensorOptions().device(options.device).dtype(options.dtype));
+  if (options.initialize) {
+    if (normal) {
+      tensor.normal_(0.0, fill_or_std);
+    } else {
+      tensor.fill_(fill_or_std);
+    }
+  }
+  return tensor;
+}
+
+inline void check_positive(std::int64_t value, const char* module, const char* field) {
+  if (value <= 0) {
+    throw Error(std::string(module) + ": expected " + field + " > 0, found " + std::to_string(value));
+  }
+}
+
+}  // namespace detail
+
+/// y = x W^T (+ b). Parameters "weight" [out, in] and, when `bias`, "bias" [out], as nn.Linear.
+class ProjectionImpl : public torch::nn::Module {
+ public:
+  ProjectionImpl(std::int64_t in_features, std::int64_t out_features, bool bias, const ParameterOptions& options = {}) {
+    detail::check_positive(in_features, "Projection", "in_features");
+    detail::check_positive(out_features, "Projection", "out_features");
+    weight = register_parameter("weight", detail::make_parameter({out_features, in_features}, options, options.init_std, true));
+    if (bias) this->bias = register_parameter("bias", detail::make_parameter({out_features}, options, 0.0, false));
+  }
+
+  // x: [..., in] -> [..., out]
+  at::Tensor forward(const at::Tensor& x) { return at::linear(x, weight, bias.defined() ? std::optional<at::Tensor>(bias) : std::nullopt); }
+
+  at::Tensor weight;
+  at::Tensor bias;  ///< undefined without bias
+};
+TORCH_MODULE(Projection);
+
+/// Token embedding: parameter "weight" [vocab, hidden], as nn.Embedding. `padding_idx` (or -1)
+/// gets no gradient, as in nn.Embedding(padding_idx=...).
+class TokenEmbeddingImpl : public torch::nn::Module {
+ public:
+  TokenEmbeddingImpl(std::int64_t vocab_size, std::int64_t hidden_size, std::int64_t padding_idx,
+                     const ParameterOptions& options = {})
+      : padding_idx(padding_idx >= 0 && padding_idx < vocab_size ? padding_idx : -1) {
+    detail::check_positive(vocab_size, "TokenEmbedding", "vocab_size");
+    detail::check_positive(hidden_size, "TokenEmbedding", "hidden_size");
+    weight = register_parameter("weight", detail::make_parameter({vocab_size, hidden_size}, options, options.init_std, true));
+    if (options.initialize && this->padding_idx >= 0) {
+      at::NoGradGuard no_grad;
+      weight[this->padding_idx].zero_();  // transformers zeroes the padding row at init
+    }
+  }
+
+  // ids: [...] int64 -> [..., hidden]
+  at::Tensor forward(const at::Tensor& ids) { return at::embedding(weight, ids, padding_idx); }
+
+  at::Tensor weight;
+  std::int64_t padding_idx = -1;
+};
+TORCH_MODULE(TokenEmbedding);
+
+/// RMSNorm as Qwen2RMSNorm: y = w * (x / sqrt(mean(x^2) + eps)), the normalisation computed in
+/// float32 and cast back to x's dtype before the weight multiplies (so bf16 rounds where HF does).
+class RMSNormImpl : public torch::nn::Module {
+ public:
+  RMSNormImpl(std::int64_t hidden_size, double eps, const ParameterOptions& options = {}) : eps(eps) {
+    detail::check_positive(hidden_size, "RMSNorm", "hidden_size");
+    if (!(eps > 0.0)) throw Error("RMSNorm: expected eps > 0 (config rms_norm_eps), found " + std::to_string(eps));
+    weight = register_parameter("weight", detail::make_parameter({hidden_size}, options, 1.0, false));
+  }
+
+  // x: [..., hidden] -> [..., hidden]
+  at::Tensor forward(const at::Tensor& x) {
+    const auto x32 = x.to(at::kFloat);
+    const auto variance = x32.pow(2).mean(-1, /*keepdim=*/true);
+    return weight * (x32 * at::rsqrt(variance + eps)).to(x.scalar_type());
+  }
+
+  at::Tensor weight;
+  double eps;
+};
+TORCH_MODULE(RMSNorm);
+
+}  // namespace grpo

@@ -7,10 +7,35 @@
 // calls `cuda_kernels().x` when it is set and the tensor is on a GPU, and falls back to plain
 // ATen operations otherwise, so a CPU-only build behaves the same, only slower on a GPU.
 
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+
 namespace grpo::detail {
 
+/// The most rewards the fused group-advantage kernel takes (its weights travel as kernel
+/// arguments, so launching needs no host-to-device copy); more fall back to ATen.
+inline constexpr int kernel_max_rewards = 32;
+
+/// Parameters of the fused group-advantage kernel, plain data (see grpo/advantage/group_rule.hpp).
+struct GroupAdvantageParams {
+  int rule_kind = 0;          ///< 0 normalize, 1 center (Dr.GRPO), 2 leave-one-out
+  bool sample_std = true;     ///< std with n - 1 (else n)
+  double epsilon = 1e-6;      ///< added to the std
+  bool average_first = false; ///< weighted mean of raw rewards, then the rule (else rule, then mean)
+  int rewards = 0;            ///< K
+  double weights[kernel_max_rewards] = {};  ///< normalised to sum 1; 0 skips the reward
+};
+
+/// Launches on the current stream of rewards' device; never synchronises.
+///   rewards: [K, N] float32 contiguous CUDA, out: [N] float32 contiguous CUDA (written fully)
+using GroupAdvantageLauncher = void (*)(const at::Tensor& rewards, const at::Tensor& out, std::int64_t group_size,
+                                        const GroupAdvantageParams& params);
+
 /// Host-side launchers of grpo's CUDA kernels; a null entry means "not compiled in".
-struct CudaKernels {};
+struct CudaKernels {
+  GroupAdvantageLauncher group_advantage = nullptr;  ///< fused GRPO/Dr.GRPO/RLOO, K rewards, any G
+};
 
 /// The process-wide table (filled by kernels.cu's static initialiser when linked).
 inline CudaKernels& cuda_kernels() {

@@ -14,6 +14,11 @@
 #include <limits>
 #include <vector>
 
+// c10/util/Logging.h (pulled in by ATen) replaces Catch's CHECK with a glog-style CHECK(cond)
+// that aborts instead of reporting; restore Catch's.
+#undef CHECK
+#define CHECK(...) INTERNAL_CATCH_TEST("CHECK", Catch::ResultDisposition::ContinueOnFailure, __VA_ARGS__)
+
 namespace {
 
 constexpr float nan_f = std::numeric_limits<float>::quiet_NaN();

@@ -22,6 +22,11 @@
 #include <string>
 #include <vector>
 
+// c10/util/Logging.h (pulled in by ATen) replaces Catch's CHECK with a glog-style CHECK(cond)
+// that aborts instead of reporting; restore Catch's.
+#undef CHECK
+#define CHECK(...) INTERNAL_CATCH_TEST("CHECK", Catch::ResultDisposition::ContinueOnFailure, __VA_ARGS__)
+
 namespace {
 
 struct Case {

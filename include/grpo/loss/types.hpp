@@ -35,6 +35,20 @@ struct PolicyLossStats {
   at::Tensor ratio_max;       ///< [] largest importance ratio seen
 };
 
+/// Adds one micro-batch's statistics into a running total on the device (no host sync): sums add,
+/// ratio_max takes the maximum. An empty total (default-constructed) takes `more` as it is.
+inline void accumulate(PolicyLossStats& total, const PolicyLossStats& more) {
+  if (!total.tokens.defined()) {
+    total = more;
+    return;
+  }
+  total.tokens = total.tokens.add(more.tokens);
+  total.clipped_tokens = total.clipped_tokens.add(more.clipped_tokens);
+  total.approx_kl = total.approx_kl.add(more.approx_kl);
+  total.ref_kl = total.ref_kl.add(more.ref_kl);
+  total.ratio_max = total.ratio_max.maximum(more.ratio_max);
+}
+
 /// What a loss returns: a scalar to call backward() on, plus device-side statistics.
 struct PolicyLossOutput {
   at::Tensor loss;        ///< [] this micro-batch's share of the global loss

@@ -7,6 +7,7 @@
 // G query heads of a group into SDPA's query-length axis, q: [B, H, 1, D] -> [B, KV, G, D], so
 // the cache is read as it is stored, with no copy of it per step.
 
+#include <ATen/TensorOperators.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/arange.h>
 #include <ATen/ops/ones.h>

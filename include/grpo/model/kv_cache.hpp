@@ -19,6 +19,7 @@
 //   for each layer: auto [k, v] = cache.update(layer, k_new, v_new);
 //   cache.end_step();
 
+#include <ATen/TensorOperators.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/arange.h>
 #include <ATen/ops/cumsum.h>

@@ -8,6 +8,7 @@
 // checkpoint overwrites every value. These allocate on the target device and dtype directly and
 // initialise only when asked (ParameterInit::normal, as transformers' _init_weights does).
 
+#include <ATen/TensorOperators.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/core/grad_mode.h>
 #include <ATen/ops/embedding.h>

@@ -1,6 +1,7 @@
 #pragma once
 // The SwiGLU feed-forward block of Qwen2: down(silu(gate(x)) * up(x)), no biases.
 
+#include <ATen/TensorOperators.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/silu.h>
 #include <torch/nn/module.h>

@@ -10,6 +10,7 @@
 // Every step is the same float32 operation transformers 5.24 performs, so fp32 logits agree to
 // rounding, and bf16 rounds the tables where transformers does.
 
+#include <ATen/TensorOperators.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/arange.h>
 #include <ATen/ops/cat.h>
@@ -35,7 +36,7 @@ inline at::Tensor rotary_inverse_frequencies(std::int64_t head_dim, double theta
     throw Error("rotary embedding: expected an even head_dim > 0, found " + std::to_string(head_dim) +
                 "; check config.json head_dim (or hidden_size / num_attention_heads)");
   }
-  if (!(theta > 1.0)) throw Error("rotary embedding: expected rope_theta > 1, found " + std::to_string(theta));
+  if (!(theta > 0.0)) throw Error("rotary embedding: expected rope_theta > 0, found " + std::to_string(theta));
   const auto exponents = at::arange(0, head_dim, 2, at::TensorOptions().dtype(at::kFloat)) / static_cast<double>(head_dim);
   return at::reciprocal(at::pow(theta, exponents)).to(device);
 }

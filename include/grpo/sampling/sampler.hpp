@@ -1,0 +1,142 @@
+#pragma once
+// One sampling step: next-token logits -> the sampled tokens and their log-probabilities.
+//
+// The distribution (what "sampling distribution" means for the log-probs, as vLLM reports them):
+//   1. z = logits / temperature                             (float32)
+//   2. top-k: keep the k largest z (ties: the lower token id first), others -> -inf
+//   3. top-p: in descending order of probability, drop every token whose preceding mass
+//      (exclusive cumulative probability after step 2) is already >= top_p; the most likely
+//      token always stays. This is transformers' TopPLogitsWarper / vLLM's rule (they drop
+//      ascending-sorted tokens with cumulative mass <= 1 - top_p), written from the other end.
+//   4. p = softmax(z); logprob = log p[token]
+// Greedy decoding takes argmax(logits) (the first index on ties, as torch.argmax) and reports
+// log softmax(logits)[token] at temperature 1, the model's own log-prob: under the point mass
+// greedy samples from, every log-prob would be 0, which helps nobody.
+//
+// Sampling is by inversion with one uniform number u per row: the token is the first whose
+// cumulative probability exceeds u * (total mass), cumulated in float64 over the sorted order
+// (when top-k/top-p sorted) or over token ids. One number per row per step, drawn on the host
+// from the row's own generator, makes a request's draws independent of the batch it is in and of
+// the device: the same seed gives the same completion on a CPU or a GPU, alone or in a batch, up
+// to the rare flip when u falls within rounding error of a cumulative-probability boundary.
+
+#include <ATen/TensorOperators.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/argmax.h>
+#include <ATen/ops/cumsum.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/log_softmax.h>
+#include <ATen/ops/searchsorted.h>
+#include <ATen/ops/softmax.h>
+#include <ATen/ops/sort.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <tuple>
+
+#include "grpo/core/error.hpp"
+#include "grpo/sampling/types.hpp"
+
+namespace grpo {
+
+/// The tokens of one step and their log-probabilities.
+struct SampledTokens {
+  at::Tensor tokens;    ///< [B] int64
+  at::Tensor logprobs;  ///< [B] float32, under the sampling distribution (see the header)
+  at::Tensor valid;     ///< [B] bool: false when the row's logits had no finite mass (NaN/-inf everywhere)
+};
+
+/// Throws grpo::Error unless the sampling settings make sense: temperature > 0 (unless greedy),
+/// top_p in (0, 1], top_k >= 0, max_new_tokens >= 0, no empty stop string.
+inline void validate_sampling_options(const SamplingOptions& options) {
+  const auto where = std::string("SamplingOptions.");
+  if (!options.greedy && !(options.temperature > 0.0 && std::isfinite(options.temperature))) {
+    throw Error(where + "temperature: expected a finite value > 0, found " + std::to_string(options.temperature) +
+                "; use .greedy = true for argmax decoding");
+  }
+  if (!(options.top_p > 0.0 && options.top_p <= 1.0)) {
+    throw Error(where + "top_p: expected a value in (0, 1], found " + std::to_string(options.top_p) + "; 1 disables it");
+  }
+  if (options.top_k < 0) throw Error(where + "top_k: expected >= 0 (0 disables it), found " + std::to_string(options.top_k));
+  if (options.max_new_tokens < 0) {
+    throw Error(where + "max_new_tokens: expected >= 0, found " + std::to_string(options.max_new_tokens));
+  }
+  for (const auto& stop : options.stop_strings) {
+    if (stop.empty()) throw Error(where + "stop_strings: an empty stop string would end every completion at once");
+  }
+}
+
+namespace detail {
+
+/// Steps 1-3 of the header: tempered, top-k/top-p filtered float32 logits [B, V] (-inf =
+/// removed). With top-k or top-p the result is in descending order and `order` [B, V] holds the
+/// token id of each position; otherwise it is in token order and `order` is undefined.
+struct FilteredLogits {
+  at::Tensor logits;
+  at::Tensor order;
+};
+
+inline FilteredLogits filter_logits(const at::Tensor& logits, const SamplingOptions& options) {
+  FilteredLogits out{logits.to(at::kFloat), at::Tensor()};
+  if (options.temperature != 1.0) out.logits = out.logits / options.temperature;
+  const auto vocab = out.logits.size(-1);
+  const bool top_k = options.top_k > 0 && options.top_k < vocab;
+  if (!top_k && options.top_p >= 1.0) return out;
+  const auto neg_inf = -std::numeric_limits<float>::infinity();
+  std::tie(out.logits, out.order) = out.logits.sort(/*stable=*/true, -1, /*descending=*/true);
+  if (top_k) out.logits.narrow(-1, options.top_k, vocab - options.top_k).fill_(neg_inf);
+  if (options.top_p < 1.0) {
+    const auto probs = at::softmax(out.logits, -1);
+    auto drop = (at::cumsum(probs, -1) - probs) >= options.top_p;  // mass of the more likely tokens
+    drop.select(-1, 0).fill_(false);
+    out.logits = out.logits.masked_fill(drop, neg_inf);
+  }
+  return out;
+}
+
+}  // namespace detail
+
+/// log softmax of the filtered, tempered logits: [B, V] float32 in token order, -inf for removed
+/// tokens (steps 1-4 of the header; greedy: the plain log softmax). What sample_tokens samples from.
+inline at::Tensor sampling_logprobs(const at::Tensor& logits, const SamplingOptions& options) {
+  if (options.greedy) return at::log_softmax(logits.to(at::kFloat), -1);
+  const auto filtered = detail::filter_logits(logits, options);
+  const auto logp = at::log_softmax(filtered.logits, -1);
+  if (!filtered.order.defined()) return logp;
+  return at::empty_like(logp).scatter_(-1, filtered.order, logp);  // token order: out[order[j]] = logp[j]
+}
+
+/// Samples one token per row. logits: [B, V] (any float dtype, any device); uniforms: [B]
+/// float64 in [0, 1) on the CPU (ignored when greedy), one per row from the row's generator.
+inline SampledTokens sample_tokens(const at::Tensor& logits, const at::Tensor& uniforms, const SamplingOptions& options) {
+  if (logits.dim() != 2 || logits.size(1) == 0) throw Error("sample_tokens: expected logits [batch, vocab > 0]");
+  SampledTokens out;
+  if (options.greedy) {
+    const auto z = logits.to(at::kFloat);
+    out.tokens = at::argmax(z, -1);
+    out.logprobs = at::log_softmax(z, -1).gather(-1, out.tokens.unsqueeze(-1)).squeeze(-1);
+    out.valid = out.logprobs.isfinite();
+    return out;
+  }
+  if (!uniforms.defined() || uniforms.numel() != logits.size(0)) {
+    throw Error("sample_tokens: expected one uniform number per row (" + std::to_string(logits.size(0)) + ")");
+  }
+  const auto filtered = detail::filter_logits(logits, options);
+  const auto vocab = filtered.logits.size(-1);
+  const auto logp = at::log_softmax(filtered.logits, -1);        // [B, V] float32
+  const auto cdf = at::cumsum(logp.exp().to(at::kDouble), -1);  // [B, V] float64
+  const auto total = cdf.select(-1, vocab - 1);
+  // u < 1 - 2^-40 keeps the target strictly below the total mass despite rounding, so the first
+  // position whose cumulative mass exceeds it always has probability > 0.
+  const auto u = uniforms.to(cdf.device()).to(at::kDouble).clamp(0.0, 1.0 - std::ldexp(1.0, -40));
+  const auto target = (u * total).unsqueeze(-1);
+  const auto position = at::searchsorted(cdf, target, /*out_int32=*/false, /*right=*/true).clamp_max(vocab - 1);
+  out.logprobs = logp.gather(-1, position).squeeze(-1);
+  out.tokens = filtered.order.defined() ? filtered.order.gather(-1, position).squeeze(-1) : position.squeeze(-1);
+  out.valid = total.isfinite().logical_and(total > 0.5);
+  return out;
+}
+
+}  // namespace grpo

@@ -4,6 +4,8 @@
 #include <ATen/core/Tensor.h>
 
 #include <concepts>
+#include <filesystem>
+#include <utility>
 #include <span>
 #include <string>
 #include <vector>
@@ -24,6 +26,18 @@ concept Policy = requires(P& p, std::span<const std::string> prompts, const Samp
   { p.generate(prompts, options) } -> std::same_as<std::vector<Generation>>;
   { p.logprobs(batch, temperature) } -> std::same_as<TokenLogprobs>;
   { p.parameters() } -> std::same_as<std::vector<at::Tensor>>;
+};
+
+/// A policy whose weights can be saved in Hugging Face layout and restored by name: what the
+/// trainer's checkpoints and `--resume` need.
+///   named_parameters()     -> (name, tensor) pairs, names as in the saved safetensors
+///   save_pretrained(dir)   -> writes config.json, *.safetensors (+ index), tokenizer files
+///
+/// Satisfied by: grpo::Qwen2Policy.
+template <class P>
+concept CheckpointablePolicy = Policy<P> && requires(P& p, const std::filesystem::path& dir) {
+  { p.named_parameters() } -> std::same_as<std::vector<std::pair<std::string, at::Tensor>>>;
+  p.save_pretrained(dir);
 };
 
 namespace archetypes {

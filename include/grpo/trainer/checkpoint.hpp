@@ -1,0 +1,181 @@
+#pragma once
+// Trainer checkpoints: everything a run needs to continue exactly, written atomically.
+//
+//   <dir>/step-000050/                 published by one rename (grpo::io::StagedDirectory)
+//       policy/                         Hugging Face layout: config.json, *.safetensors, tokenizer
+//       optimizer.safetensors           AdamW moments "param.<i>.exp_avg" / ".exp_avg_sq", steps in metadata
+//       trainer_state.json              step, data position, update index, seed, last metrics row
+//   <dir>/latest                        "step-000050", replaced atomically after the folder is published
+//
+// A run killed at any moment leaves the previous checkpoints and `latest` intact: the new folder
+// exists only once complete, and `latest` moves only after that.
+
+#include <ATen/core/Tensor.h>
+#include <ATen/core/grad_mode.h>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <torch/optim/adamw.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "grpo/concepts/policy.hpp"
+#include "grpo/core/error.hpp"
+#include "grpo/io/atomic_file.hpp"
+#include "grpo/io/safetensors.hpp"
+
+namespace grpo {
+
+/// The trainer's own counters, saved with every checkpoint.
+struct TrainerState {
+  std::int64_t step = 0;            ///< steps completed
+  std::uint64_t data_position = 0;  ///< prompts consumed (PromptDataset position)
+  std::int64_t update_index = 0;    ///< optimizer updates taken (drives the learning-rate schedule)
+  std::uint64_t seed = 0;           ///< the run's seed
+  nlohmann::json metrics = nlohmann::json::object();  ///< the metrics row of the last step
+};
+
+namespace detail {
+
+inline std::vector<at::Tensor> optimizer_params(torch::optim::AdamW& optimizer) {
+  std::vector<at::Tensor> params;
+  for (auto& group : optimizer.param_groups())
+    for (auto& p : group.params()) params.push_back(p);
+  return params;
+}
+
+inline void save_adamw(torch::optim::AdamW& optimizer, const std::filesystem::path& path) {
+  io::NamedTensors tensors;
+  io::SafetensorsMetadata metadata{{"format", "pt"}, {"optimizer", "AdamW"}};
+  const auto params = optimizer_params(optimizer);
+  metadata["params"] = std::to_string(params.size());
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    auto it = optimizer.state().find(params[i].unsafeGetTensorImpl());
+    if (it == optimizer.state().end()) continue;  // never updated (no gradient yet)
+    auto& s = static_cast<torch::optim::AdamWParamState&>(*it->second);
+    tensors.emplace_back(fmt::format("param.{}.exp_avg", i), s.exp_avg());
+    tensors.emplace_back(fmt::format("param.{}.exp_avg_sq", i), s.exp_avg_sq());
+    metadata[fmt::format("param.{}.step", i)] = std::to_string(s.step());
+  }
+  io::save_safetensors(path, tensors, metadata);
+}
+
+inline void load_adamw(torch::optim::AdamW& optimizer, const std::filesystem::path& path) {
+  const auto file = io::SafetensorsFile::open(path);
+  const auto& metadata = file.metadata();
+  const auto params = optimizer_params(optimizer);
+  auto count = metadata.find("params");
+  if (count == metadata.end() || count->second != std::to_string(params.size())) {
+    throw Error(path.string() + ": optimizer state for " + (count == metadata.end() ? "?" : count->second) +
+                " parameters, but the policy has " + std::to_string(params.size()) +
+                "; resume with the same model architecture");
+  }
+  optimizer.state().clear();
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    auto step = metadata.find(fmt::format("param.{}.step", i));
+    if (step == metadata.end()) continue;
+    const io::TensorLoadOptions options{.device = params[i].device()};
+    auto state = std::make_unique<torch::optim::AdamWParamState>();
+    state->step(std::stoll(step->second));
+    state->exp_avg(file.tensor(fmt::format("param.{}.exp_avg", i), options));
+    state->exp_avg_sq(file.tensor(fmt::format("param.{}.exp_avg_sq", i), options));
+    if (!state->exp_avg().sizes().equals(params[i].sizes())) {
+      throw Error(path.string() + ": optimizer moment of parameter " + std::to_string(i) + " has the wrong shape");
+    }
+    optimizer.state()[params[i].unsafeGetTensorImpl()] = std::move(state);
+  }
+}
+
+inline nlohmann::json to_json(const TrainerState& s) {
+  return {{"step", s.step}, {"data_position", s.data_position}, {"update_index", s.update_index},
+          {"seed", s.seed}, {"metrics", s.metrics}, {"format", "grpo-trainer-state-1"}};
+}
+
+inline TrainerState trainer_state_from_json(const nlohmann::json& j, const std::string& source) {
+  try {
+    return TrainerState{.step = j.at("step").get<std::int64_t>(),
+                        .data_position = j.at("data_position").get<std::uint64_t>(),
+                        .update_index = j.at("update_index").get<std::int64_t>(),
+                        .seed = j.at("seed").get<std::uint64_t>(),
+                        .metrics = j.value("metrics", nlohmann::json::object())};
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(source + ": not a grpo trainer state (" + e.what() + ")");
+  }
+}
+
+inline std::string checkpoint_name(std::int64_t step) { return fmt::format("step-{:06}", step); }
+
+}  // namespace detail
+
+/// The checkpoint folder `path` names: itself when it holds trainer_state.json, else the one its
+/// `latest` file (or its checkpoints/latest) points at.
+inline std::filesystem::path resolve_checkpoint(const std::filesystem::path& path) {
+  namespace fs = std::filesystem;
+  if (fs::exists(path / "trainer_state.json")) return path;
+  for (const fs::path& dir : {path, path / "checkpoints"}) {
+    std::ifstream latest(dir / "latest");
+    std::string name;
+    if (latest && std::getline(latest, name) && !name.empty() && fs::exists(dir / name / "trainer_state.json"))
+      return dir / name;
+  }
+  throw Error(path.string() + ": no checkpoint here (expected trainer_state.json, or a `latest` file naming a "
+              "step-NNNNNN folder, directly or under checkpoints/)");
+}
+
+/// Saves policy + optimizer + state under dir/step-NNNNNN, points dir/latest at it and keeps the
+/// newest `keep` checkpoints (0 = all). Returns the published folder.
+template <CheckpointablePolicy P>
+std::filesystem::path save_checkpoint(const std::filesystem::path& dir, P& policy, torch::optim::AdamW& optimizer,
+                                      const TrainerState& state, std::int64_t keep = 0) {
+  namespace fs = std::filesystem;
+  const std::string name = detail::checkpoint_name(state.step);
+  io::StagedDirectory stage(dir / name);
+  policy.save_pretrained(stage.path() / "policy");
+  detail::save_adamw(optimizer, stage.path() / "optimizer.safetensors");
+  io::write_file_atomically(stage.path() / "trainer_state.json", detail::to_json(state).dump(2) + "\n");
+  stage.publish();
+  io::write_file_atomically(dir / "latest", name + "\n");
+  if (keep > 0) {
+    std::vector<fs::path> found;
+    for (const auto& entry : fs::directory_iterator(dir))
+      if (entry.is_directory() && entry.path().filename().string().starts_with("step-")) found.push_back(entry.path());
+    std::sort(found.begin(), found.end());
+    for (std::size_t i = 0; i + static_cast<std::size_t>(keep) < found.size(); ++i) fs::remove_all(found[i]);
+  }
+  return dir / name;
+}
+
+/// Restores policy weights (by name, exact copy), optimizer moments and the trainer state.
+template <CheckpointablePolicy P>
+TrainerState load_checkpoint(const std::filesystem::path& path, P& policy, torch::optim::AdamW& optimizer) {
+  const auto folder = resolve_checkpoint(path);
+  const auto checkpoint = io::SafetensorsCheckpoint::open(folder / "policy");
+  {
+    at::NoGradGuard no_grad;
+    auto named = policy.named_parameters();
+    for (auto& [name, param] : named) {
+      if (!checkpoint.contains(name)) {
+        throw Error((folder / "policy").string() + ": missing tensor '" + name +
+                    "' of the policy; resume with the same model architecture");
+      }
+      const auto value = checkpoint.load(name, {.device = param.device(), .dtype = param.scalar_type()});
+      if (!value.sizes().equals(param.sizes())) {
+        throw Error((folder / "policy").string() + ": tensor '" + name + "' has the wrong shape for this policy");
+      }
+      param.copy_(value);
+    }
+  }
+  detail::load_adamw(optimizer, folder / "optimizer.safetensors");
+  std::ifstream in(folder / "trainer_state.json");
+  nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) throw Error((folder / "trainer_state.json").string() + ": invalid JSON");
+  return detail::trainer_state_from_json(j, (folder / "trainer_state.json").string());
+}
+
+}  // namespace grpo

@@ -1,0 +1,93 @@
+#pragma once
+// TrainerOptions: one GRPO run, every field with its meaning, unit and default. The defaults are
+// the paper's settings (LongWriter-Zero: G = 32, 14,000 new tokens, temperature 0.8, top-p 1.0,
+// clip 0.2, no KL, think prompt, three balanced rewards) wherever the paper gives one.
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+#include "grpo/core/error.hpp"
+#include "grpo/sampling/prompts.hpp"
+#include "grpo/sampling/types.hpp"
+#include "grpo/trainer/schedule.hpp"
+
+namespace grpo {
+
+/// What to do with completions that hit the token limit before a stop (they have no </answer>).
+enum class TruncationPolicy : std::uint8_t {
+  keep,        ///< score and train on them as they are: the format reward already fails them (default)
+  mask,        ///< score them (their group statistics stay honest) but leave them out of the loss (TRL's mask_truncated_completions)
+  zero_reward  ///< set every reward of a truncated completion to 0 before advantages
+};
+
+/// Where pi_old (the denominator of the importance ratio) comes from.
+enum class OldLogprobSource : std::uint8_t {
+  automatic,  ///< the current policy, detached, when each sample is used once (strictly on-policy:
+              ///< ratio = 1); otherwise recomputed by the trainer before the first update (default)
+  sampler,    ///< the log-probs the sampler recorded (exact only with top-p = 1, top-k = 0)
+  recompute,  ///< always recomputed by the trainer before the first update of the step
+};
+
+struct TrainerOptions {
+  // ---- GRPO ----
+  std::int64_t steps = 150;            ///< RL steps; default 150 (the paper's run)
+  std::int64_t prompts_per_step = 64;  ///< prompts drawn per step; default 64
+  std::int64_t group_size = 32;        ///< G completions per prompt; default 32 (paper)
+  /// Sampling for rollouts; default the paper's: temperature 0.8, top-p 1.0, 14,000 new tokens,
+  /// stop after "</answer>".
+  SamplingOptions sampling{.temperature = 0.8, .top_p = 1.0, .max_new_tokens = 14000, .stop_strings = {"</answer>"}};
+  PromptOptions prompt{};              ///< how questions are wrapped; default the think prompt
+  TruncationPolicy truncation = TruncationPolicy::keep;  ///< truncated completions; default keep
+  bool filter_zero_variance_groups = false;  ///< leave groups whose advantages are all 0 out of the update; default false
+
+  // ---- update ----
+  std::int64_t epochs = 1;             ///< optimisation passes over each step's samples; default 1 (on-policy)
+  std::int64_t mini_batches = 1;       ///< optimizer updates per epoch (samples split evenly); default 1
+  std::int64_t micro_batch_tokens = 16384;  ///< padded tokens per forward/backward (gradient accumulation); default 16,384
+  OldLogprobSource old_logprobs = OldLogprobSource::automatic;  ///< pi_old; default automatic
+  LrSchedule lr{.peak = 1e-6};         ///< learning-rate schedule over updates; default constant 1e-6
+  double adam_beta1 = 0.9;             ///< AdamW beta1; default 0.9
+  double adam_beta2 = 0.999;           ///< AdamW beta2; default 0.999
+  double adam_eps = 1e-8;              ///< AdamW epsilon; default 1e-8
+  double weight_decay = 0.0;           ///< AdamW decoupled weight decay; default 0
+  double max_grad_norm = 1.0;          ///< clip the global gradient norm to this; <= 0 disables; default 1.0
+
+  // ---- output ----
+  std::filesystem::path output_dir = "runs/grpo";  ///< metrics.jsonl, checkpoints/, samples.jsonl; default runs/grpo
+  std::int64_t save_every = 50;        ///< checkpoint every N steps (and at the end); 0 = only at the end; default 50
+  std::int64_t keep_checkpoints = 3;   ///< newest checkpoints kept; 0 = keep all; default 3
+  std::int64_t log_samples_every = 10; ///< write one completion per prompt to samples.jsonl every N steps; 0 = never; default 10
+  bool progress = true;                ///< print the per-step progress line on stderr; default true
+  std::uint64_t seed = 0;              ///< prompt order and sampling seeds derive from it and the step; default 0
+
+  void validate() const {
+    auto positive = [](std::int64_t v, const char* name) {
+      if (v <= 0) throw Error(std::string(name) + ": expected a positive integer, found " + std::to_string(v));
+    };
+    positive(steps, "steps");
+    positive(prompts_per_step, "prompts_per_step");
+    positive(group_size, "group_size");
+    positive(epochs, "epochs");
+    positive(mini_batches, "mini_batches");
+    positive(micro_batch_tokens, "micro_batch_tokens");
+    if (mini_batches > prompts_per_step * group_size) {
+      throw Error("mini_batches: expected at most prompts_per_step * group_size = " +
+                  std::to_string(prompts_per_step * group_size) + ", found " + std::to_string(mini_batches));
+    }
+    if (save_every < 0) throw Error("save_every: expected >= 0, found " + std::to_string(save_every));
+    if (keep_checkpoints < 0) throw Error("keep_checkpoints: expected >= 0, found " + std::to_string(keep_checkpoints));
+    if (log_samples_every < 0) throw Error("log_samples_every: expected >= 0, found " + std::to_string(log_samples_every));
+    if (!(adam_beta1 >= 0 && adam_beta1 < 1) || !(adam_beta2 >= 0 && adam_beta2 < 1)) {
+      throw Error("adam_beta1/adam_beta2: expected values in [0, 1)");
+    }
+    if (!(adam_eps > 0)) throw Error("adam_eps: expected > 0, found " + std::to_string(adam_eps));
+    if (!(weight_decay >= 0)) throw Error("weight_decay: expected >= 0, found " + std::to_string(weight_decay));
+    if (sampling.max_new_tokens <= 0) {
+      throw Error("sampling.max_new_tokens: expected a positive integer, found " + std::to_string(sampling.max_new_tokens));
+    }
+    lr.validate();
+  }
+};
+
+}  // namespace grpo

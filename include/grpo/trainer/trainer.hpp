@@ -1,0 +1,471 @@
+#pragma once
+// grpo::Trainer: one GRPO run, composed at compile time from a policy, a set of rewards, an
+// advantage estimator and a policy loss.
+//
+//   prompts --rollout()--> samples --score()--> rewards [K, N] --advantages()--> A [N]
+//           --update()--> micro-batches -> log-probs -> loss -> backward -> clip -> AdamW step
+//
+// The phases are public and explicit about who does what (the sampler generates, the scorer
+// scores, the updater updates), so a distributed driver can run them on different ranks; step()
+// runs them in one process. Every random choice derives from (seed, step): the prompt order
+// from (seed, data position), sampling seeds from (seed, step, sample index), so a resumed run
+// repeats exactly what an uninterrupted one does.
+
+#include <ATen/core/Tensor.h>
+#include <ATen/core/grad_mode.h>
+#include <ATen/ops/from_blob.h>
+#include <ATen/ops/zeros.h>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <torch/nn/utils/clip_grad.h>
+#include <torch/optim/adamw.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <memory>
+#include <numeric>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "grpo/advantage/reward_statistics.hpp"
+#include "grpo/concepts/advantage.hpp"
+#include "grpo/concepts/loss.hpp"
+#include "grpo/concepts/policy.hpp"
+#include "grpo/core/error.hpp"
+#include "grpo/core/reward_table.hpp"
+#include "grpo/rewards/reward_set.hpp"
+#include "grpo/sampling/prompts.hpp"
+#include "grpo/text/completion.hpp"
+#include "grpo/text/repetition.hpp"
+#include "grpo/text/word_count.hpp"
+#include "grpo/trainer/checkpoint.hpp"
+#include "grpo/trainer/metrics.hpp"
+#include "grpo/trainer/options.hpp"
+#include "grpo/trainer/prompt_dataset.hpp"
+#include "grpo/trainer/rollout.hpp"
+
+namespace grpo {
+
+/// A set of K rewards scored into a [K, N] table: grpo::RewardSet<Rs...>, or anything shaped like it.
+template <class R>
+concept RewardTableScorer = requires(R& r, SampleBatch batch, RewardTableView<float> out) {
+  { R::size } -> std::convertible_to<std::size_t>;
+  r.score(batch, out);
+  { r.names() };
+};
+
+/// What update() measured (host numbers, read once per step).
+struct UpdateStats {
+  double loss = 0.0;            ///< sum of the micro-batch losses of the last epoch (the whole-batch loss)
+  double clip_fraction = 0.0;   ///< clipped tokens / tokens, over every epoch
+  double approx_kl = 0.0;       ///< mean 0.5 (log r)^2 against pi_old
+  double ref_kl = 0.0;          ///< mean KL estimate against the reference (0 without one)
+  double entropy = 0.0;         ///< mean token entropy of the policy (first epoch)
+  double grad_norm = 0.0;       ///< global gradient norm before clipping, mean over updates
+  double lr = 0.0;              ///< learning rate of the last update
+  std::int64_t updates = 0;     ///< optimizer updates attempted
+  std::int64_t skipped_updates = 0;  ///< updates skipped because the gradient norm was not finite
+  std::int64_t trained_samples = 0;
+  std::int64_t trained_tokens = 0;
+};
+
+template <Policy P, RewardTableScorer Rewards, class Advantage, PolicyLoss Loss>
+  requires AdvantageEstimatorFor<Advantage, Rewards::size>
+class Trainer {
+ public:
+  static constexpr std::size_t num_rewards = Rewards::size;
+
+  /// `policy` (and `reference`, if given: a frozen policy for the KL term) must outlive the trainer.
+  Trainer(P& policy, Rewards rewards, Advantage advantage, Loss loss, PromptDataset prompts, TrainerOptions options,
+          P* reference = nullptr)
+      : policy_(policy),
+        reference_(reference),
+        rewards_(std::move(rewards)),
+        advantage_(std::move(advantage)),
+        loss_(std::move(loss)),
+        prompts_(std::move(prompts)),
+        options_(std::move(options)) {
+    options_.validate();
+    auto params = policy_.parameters();
+    if (params.empty()) throw Error("Trainer: the policy has no parameters to train");
+    optimizer_ = std::make_unique<torch::optim::AdamW>(
+        params, torch::optim::AdamWOptions(options_.lr.at(0))
+                    .betas({options_.adam_beta1, options_.adam_beta2})
+                    .eps(options_.adam_eps)
+                    .weight_decay(options_.weight_decay));
+    reward_names_ = rewards_.names();
+  }
+
+  [[nodiscard]] const TrainerOptions& options() const { return options_; }
+  [[nodiscard]] std::int64_t step_index() const { return step_; }
+  [[nodiscard]] std::uint64_t data_position() const { return data_position_; }
+  [[nodiscard]] const std::array<std::string, num_rewards>& reward_names() const { return reward_names_; }
+  [[nodiscard]] Rewards& rewards() { return rewards_; }
+
+  // ---------------------------------------------------------------------------------------
+  // The phases of a step.
+
+  /// Sampler: wraps each prompt in the template and samples group_size completions of each.
+  /// Seeds: sample i of step s uses seed' + i with seed' = mix(seed, s).
+  Rollout rollout(std::span<const PromptRecord* const> prompts, std::int64_t step) {
+    Rollout r;
+    r.group_size = options_.group_size;
+    std::vector<std::string> requests;
+    for (const PromptRecord* p : prompts) {
+      r.prompts.push_back(*p);
+      r.templated.push_back(apply_prompt_template(p->prompt, options_.prompt));
+      for (std::int64_t g = 0; g < options_.group_size; ++g) requests.push_back(r.templated.back());
+    }
+    SamplingOptions sampling = options_.sampling;
+    sampling.seed = step_seed(step);
+    r.generations = policy_.generate(requests, sampling);
+    if (r.generations.size() != requests.size()) {
+      throw Error("Trainer: the policy returned " + std::to_string(r.generations.size()) + " generations for " +
+                  std::to_string(requests.size()) + " requests");
+    }
+    r.link_samples();
+    return r;
+  }
+
+  /// Scorer: every reward on every sample -> [K, N].
+  RewardTable score(const Rollout& r) {
+    RewardTable table(num_rewards, r.samples.size());
+    rewards_.score(r.samples, table.view());
+    if (options_.truncation == TruncationPolicy::zero_reward) {
+      for (std::size_t i = 0; i < r.samples.size(); ++i)
+        if (r.samples[i].truncated)
+          for (std::size_t k = 0; k < num_rewards; ++k) table.row(k)[i] = 0.0f;
+    }
+    return table;
+  }
+
+  /// Advantage estimator: [K, N] -> [N].
+  std::vector<float> advantages(const RewardTable& table) const {
+    std::vector<float> adv(table.samples());
+    advantage_.compute(table.view(), static_cast<std::size_t>(options_.group_size), adv);
+    return adv;
+  }
+
+  /// Updater: epochs x mini-batches optimizer steps on the selected samples. Normalisers are
+  /// counted over each mini-batch as a whole, so gradient accumulation over micro-batches gives
+  /// the gradient of the whole mini-batch.
+  UpdateStats update(const Rollout& r, std::span<const float> adv, std::span<const std::size_t> selected) {
+    UpdateStats stats;
+    if (selected.empty()) return stats;
+    const std::int64_t pad_id = pad_token_id(r);
+    // Fixed partition into mini-batches (sample order is already group-major and unbiased).
+    const auto parts = static_cast<std::size_t>(options_.mini_batches);
+    std::vector<std::vector<MicroBatch>> minibatches;
+    std::vector<LossNormalizer> normalizers;
+    for (std::size_t m = 0; m < parts; ++m) {
+      const std::size_t begin = selected.size() * m / parts, end = selected.size() * (m + 1) / parts;
+      if (begin == end) continue;
+      auto micro = pack_micro_batches(r, selected.subspan(begin, end - begin), options_.micro_batch_tokens, pad_id);
+      LossNormalizer norm{.tokens = 0.0, .sequences = static_cast<double>(end - begin),
+                          .horizon = static_cast<double>(options_.sampling.max_new_tokens)};
+      for (const auto& mb : micro) norm.tokens += static_cast<double>(mb.completion_tokens);
+      minibatches.push_back(std::move(micro));
+      normalizers.push_back(norm);
+    }
+    const bool single_pass = options_.epochs == 1 && minibatches.size() == 1;
+    const OldLogprobSource source =
+        options_.old_logprobs == OldLogprobSource::automatic
+            ? (single_pass ? OldLogprobSource::automatic : OldLogprobSource::recompute)
+            : options_.old_logprobs;
+    const double temperature = options_.sampling.greedy ? 1.0 : options_.sampling.temperature;
+    // pi_old and pi_ref, once per step, before any parameter moves.
+    if (source == OldLogprobSource::recompute || reference_ != nullptr) {
+      at::NoGradGuard no_grad;
+      for (auto& micro : minibatches)
+        for (auto& mb : micro) {
+          if (source == OldLogprobSource::recompute)
+            mb.old_logprobs = policy_.logprobs(mb.batch, temperature).logprobs.detach().to(at::kFloat).cpu();
+          if (reference_ != nullptr)
+            mb.ref_logprobs = reference_->logprobs(mb.batch, temperature).logprobs.detach().to(at::kFloat).cpu();
+        }
+    }
+    at::Tensor clipped, tokens, approx_kl, ref_kl, entropy_sum, entropy_tokens;
+    double grad_norm_sum = 0.0;
+    for (std::int64_t epoch = 0; epoch < options_.epochs; ++epoch) {
+      double epoch_loss = 0.0;
+      for (std::size_t m = 0; m < minibatches.size(); ++m) {
+        at::Tensor loss_sum;
+        for (auto& mb : minibatches[m]) {
+          TokenLogprobs lp = policy_.logprobs(mb.batch, temperature);
+          const auto device = lp.logprobs.device();
+          PolicyLossInputs in;
+          in.logprobs = lp.logprobs;
+          in.mask = mb.batch.completion_mask.to(device);
+          in.old_logprobs = source == OldLogprobSource::automatic ? lp.logprobs.detach()
+                            : source == OldLogprobSource::sampler  ? mb.sampler_logprobs.to(device)
+                                                                   : mb.old_logprobs.to(device);
+          if (mb.ref_logprobs.defined()) in.ref_logprobs = mb.ref_logprobs.to(device);
+          std::vector<float> a;
+          a.reserve(mb.samples.size());
+          for (std::size_t i : mb.samples) a.push_back(adv[i]);
+          in.advantages = at::from_blob(a.data(), {static_cast<std::int64_t>(a.size())}, at::kFloat).clone().to(device);
+          PolicyLossOutput out = loss_(in, normalizers[m]);
+          out.loss.backward();
+          accumulate(loss_sum, out.loss.detach());
+          accumulate(clipped, out.stats.clipped_tokens);
+          accumulate(tokens, out.stats.tokens);
+          accumulate(approx_kl, out.stats.approx_kl);
+          if (out.stats.ref_kl.defined()) accumulate(ref_kl, out.stats.ref_kl);
+          if (epoch == 0 && lp.entropy.defined()) {
+            accumulate(entropy_sum, (lp.entropy.detach() * in.mask).sum());
+            accumulate(entropy_tokens, in.mask.sum());
+          }
+        }
+        const double norm = clip_gradients();
+        stats.lr = options_.lr.at(update_index_);
+        if (std::isfinite(norm)) {
+          grad_norm_sum += norm;
+          for (auto& group : optimizer_->param_groups()) group.options().set_lr(stats.lr);
+          optimizer_->step();
+        } else {
+          ++stats.skipped_updates;  // a NaN/inf gradient would poison the weights and Adam's moments
+        }
+        optimizer_->zero_grad(/*set_to_none=*/true);
+        ++update_index_;
+        ++stats.updates;
+        epoch_loss += loss_sum.defined() ? loss_sum.item<double>() : 0.0;
+      }
+      stats.loss = epoch_loss;
+    }
+    const double token_count = tokens.defined() ? tokens.item<double>() : 0.0;
+    if (token_count > 0) {
+      stats.clip_fraction = clipped.item<double>() / token_count;
+      stats.approx_kl = approx_kl.item<double>() / token_count;
+      stats.ref_kl = ref_kl.defined() ? ref_kl.item<double>() / token_count : 0.0;
+    }
+    if (entropy_tokens.defined() && entropy_tokens.item<double>() > 0)
+      stats.entropy = entropy_sum.item<double>() / entropy_tokens.item<double>();
+    const auto applied = stats.updates - stats.skipped_updates;
+    stats.grad_norm = applied > 0 ? grad_norm_sum / static_cast<double>(applied) : 0.0;
+    stats.trained_samples = static_cast<std::int64_t>(selected.size());
+    for (const auto& micro : minibatches)
+      for (const auto& mb : micro) stats.trained_tokens += mb.completion_tokens;
+    return stats;
+  }
+
+  /// The samples update() trains on: all, less truncated ones under TruncationPolicy::mask and
+  /// groups whose advantages are all zero when filter_zero_variance_groups is set.
+  std::vector<std::size_t> select_samples(const Rollout& r, std::span<const float> adv,
+                                          std::int64_t* zero_signal_groups = nullptr) const {
+    std::vector<std::size_t> selected;
+    const auto G = static_cast<std::size_t>(options_.group_size);
+    std::int64_t zero_groups = 0;
+    for (std::size_t g = 0; g * G < r.samples.size(); ++g) {
+      const bool zero = std::all_of(adv.begin() + static_cast<std::ptrdiff_t>(g * G),
+                                    adv.begin() + static_cast<std::ptrdiff_t>((g + 1) * G),
+                                    [](float a) { return a == 0.0f; });
+      zero_groups += zero ? 1 : 0;
+      if (zero && options_.filter_zero_variance_groups) continue;
+      for (std::size_t i = g * G; i < (g + 1) * G; ++i) {
+        if (options_.truncation == TruncationPolicy::mask && r.samples[i].truncated) continue;
+        selected.push_back(i);
+      }
+    }
+    if (zero_signal_groups) *zero_signal_groups = zero_groups;
+    return selected;
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Driving a run.
+
+  /// One step: draw prompts, rollout, score, advantages, update. Returns the step's metrics row.
+  nlohmann::json step() {
+    using Clock = std::chrono::steady_clock;
+    const auto t0 = Clock::now();
+    const auto batch = prompts_.batch(data_position_, static_cast<std::size_t>(options_.prompts_per_step));
+    Rollout r = rollout(batch, step_);
+    const auto t1 = Clock::now();
+    const RewardTable table = score(r);
+    const std::vector<float> adv = advantages(table);
+    const auto t2 = Clock::now();
+    std::int64_t zero_groups = 0;
+    const auto selected = select_samples(r, adv, &zero_groups);
+    const UpdateStats u = update(r, adv, selected);
+    const auto t3 = Clock::now();
+    data_position_ += static_cast<std::uint64_t>(options_.prompts_per_step);
+    ++step_;
+    auto seconds = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };
+    nlohmann::json row = metrics_row(r, table, adv, u, zero_groups, seconds(t0, t1), seconds(t1, t2), seconds(t2, t3));
+    last_samples_ = std::move(r);
+    return row;
+  }
+
+  /// Runs until options().steps, writing metrics, samples, progress and checkpoints.
+  void train() {
+    std::filesystem::create_directories(options_.output_dir);
+    MetricsWriter metrics(options_.output_dir / "metrics.jsonl", step_);
+    ProgressLine progress(step_, options_.steps);
+    while (step_ < options_.steps) {
+      const auto t0 = std::chrono::steady_clock::now();
+      nlohmann::json row = step();
+      metrics.write(row);
+      if (options_.log_samples_every > 0 && (step_ - 1) % options_.log_samples_every == 0) write_samples(row["step"]);
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (options_.progress) {
+        std::vector<std::pair<std::string, double>> shown{{"reward", row["reward"].get<double>()}};
+        for (const auto& name : reward_names_) shown.emplace_back(short_name(name), row["rewards"][name]["mean"].template get<double>());
+        progress.print(step_, shown, row["completion_tokens"]["sum"].get<double>(), seconds);
+      }
+      const bool last = step_ == options_.steps;
+      if (last || (options_.save_every > 0 && step_ % options_.save_every == 0)) save_checkpoint(row);
+    }
+  }
+
+  /// Writes a checkpoint of the current state under output_dir/checkpoints/step-NNNNNN.
+  std::filesystem::path save_checkpoint(const nlohmann::json& last_metrics = nlohmann::json::object()) {
+    TrainerState state{.step = step_, .data_position = data_position_, .update_index = update_index_,
+                       .seed = options_.seed, .metrics = last_metrics};
+    return grpo::save_checkpoint(options_.output_dir / "checkpoints", policy_, *optimizer_, state,
+                                 options_.keep_checkpoints);
+  }
+
+  /// Continues from a checkpoint (a step-NNNNNN folder, or an output folder: its latest one).
+  void resume(const std::filesystem::path& path) {
+    const TrainerState state = grpo::load_checkpoint(path, policy_, *optimizer_);
+    step_ = state.step;
+    data_position_ = state.data_position;
+    update_index_ = state.update_index;
+    if (state.seed != options_.seed) {
+      throw Error(path.string() + ": the checkpoint was made with seed " + std::to_string(state.seed) +
+                  " but this run has seed " + std::to_string(options_.seed) + "; an exact resume needs the same seed");
+    }
+  }
+
+ private:
+  static void accumulate(at::Tensor& sum, const at::Tensor& value) {
+    if (!value.defined()) return;
+    sum = sum.defined() ? sum + value.detach().to(at::kDouble).cpu() : value.detach().to(at::kDouble).cpu();
+  }
+
+  static std::string short_name(const std::string& name) {
+    const auto pos = name.find("_reward");
+    return pos == std::string::npos ? name : name.substr(0, pos);
+  }
+
+  std::uint64_t step_seed(std::int64_t step) const {
+    std::uint64_t x = options_.seed * 0x9E3779B97F4A7C15ull + static_cast<std::uint64_t>(step) + 1;
+    x ^= x >> 31;
+    x *= 0xBF58476D1CE4E5B9ull;
+    x ^= x >> 29;
+    return x & 0x0000FFFFFFFFFFFFull;  // room for + sample index without overflow
+  }
+
+  std::int64_t pad_token_id(const Rollout& r) const {
+    if (!options_.sampling.stop_token_ids.empty()) return options_.sampling.stop_token_ids.front();
+    (void)r;
+    return 0;  // padded positions are masked out; any valid id works
+  }
+
+  double clip_gradients() {
+    std::vector<at::Tensor> grads;
+    for (auto& group : optimizer_->param_groups())
+      for (auto& p : group.params())
+        if (p.grad().defined()) grads.push_back(p);
+    if (grads.empty()) return 0.0;
+    const double max_norm = options_.max_grad_norm > 0 ? options_.max_grad_norm : std::numeric_limits<double>::infinity();
+    return torch::nn::utils::clip_grad_norm_(grads, max_norm);
+  }
+
+  nlohmann::json metrics_row(const Rollout& r, const RewardTable& table, std::span<const float> adv,
+                             const UpdateStats& u, std::int64_t zero_groups, double t_sample, double t_score,
+                             double t_update) const {
+    nlohmann::json row;
+    row["step"] = step_;
+    row["data_position"] = data_position_;
+    const auto G = static_cast<std::size_t>(options_.group_size);
+    const auto stats = reward_statistics(table.view(), G);
+    double composite = 0.0;
+    for (std::size_t k = 0; k < num_rewards; ++k) {
+      const auto& s = stats[k];
+      row["rewards"][reward_names_[k]] = {{"mean", s.mean}, {"std", s.std_dev}, {"min", s.min}, {"max", s.max},
+                                          {"zero_std_group_fraction", s.zero_variance_fraction},
+                                          {"non_finite", s.non_finite}};
+      composite += s.mean;
+    }
+    row["reward"] = composite / static_cast<double>(num_rewards);  // the equal-weight composite
+    double a_sum = 0, a_sq = 0, a_min = adv.empty() ? 0 : adv[0], a_max = a_min;
+    for (float a : adv) a_sum += a, a_sq += double(a) * a, a_min = std::min<double>(a_min, a), a_max = std::max<double>(a_max, a);
+    const double n = static_cast<double>(std::max<std::size_t>(1, adv.size()));
+    row["advantage"] = {{"mean", a_sum / n}, {"std", std::sqrt(std::max(0.0, a_sq / n - (a_sum / n) * (a_sum / n)))},
+                        {"min", a_min}, {"max", a_max}};
+    row["zero_variance_group_fraction"] = static_cast<double>(zero_groups) / static_cast<double>(r.prompts.size());
+    // Completion lengths (tokens), truncation, answer words, repetition.
+    double len_sum = 0, len_max = 0, truncated = 0, words = 0, repetition = 0, well_formed = 0;
+    for (std::size_t i = 0; i < r.generations.size(); ++i) {
+      const double len = static_cast<double>(r.generations[i].ids.size());
+      len_sum += len;
+      len_max = std::max(len_max, len);
+      truncated += r.samples[i].truncated ? 1 : 0;
+      const CompletionParts parts = parse_completion(r.generations[i].text);
+      well_formed += parts.well_formed ? 1 : 0;
+      words += static_cast<double>(word_count(parts.answer));
+      repetition += repetition_ratio(parts.answer);
+    }
+    const double count = static_cast<double>(std::max<std::size_t>(1, r.generations.size()));
+    row["completion_tokens"] = {{"mean", len_sum / count}, {"max", len_max}, {"sum", len_sum}};
+    row["truncated_fraction"] = truncated / count;
+    row["answer_words_mean"] = words / count;
+    row["well_formed_fraction"] = well_formed / count;
+    row["repetition_mean"] = repetition / count;
+    row["loss"] = u.loss;
+    row["clip_fraction"] = u.clip_fraction;
+    row["approx_kl"] = u.approx_kl;
+    row["ref_kl"] = u.ref_kl;
+    row["entropy"] = u.entropy;
+    row["grad_norm"] = u.grad_norm;
+    row["lr"] = u.lr;
+    row["updates"] = u.updates;
+    row["skipped_updates"] = u.skipped_updates;
+    row["trained_samples"] = u.trained_samples;
+    row["trained_tokens"] = u.trained_tokens;
+    const double total = t_sample + t_score + t_update;
+    row["time"] = {{"sample_s", t_sample}, {"score_s", t_score}, {"update_s", t_update}, {"step_s", total}};
+    row["tokens_per_second"] = total > 0 ? len_sum / total : 0.0;
+    return row;
+  }
+
+  void write_samples(const nlohmann::json& step) const {
+    std::ofstream out(options_.output_dir / "samples.jsonl", std::ios::app);
+    const auto G = static_cast<std::size_t>(options_.group_size);
+    for (std::size_t g = 0; g < last_samples_.prompts.size(); ++g) {
+      const auto& gen = last_samples_.generations[g * G];
+      nlohmann::json row{{"step", step},
+                         {"prompt", last_samples_.prompts[g].prompt},
+                         {"target", {last_samples_.prompts[g].target.lower, last_samples_.prompts[g].target.upper}},
+                         {"completion", gen.text},
+                         {"finish_reason", gen.finish_reason == FinishReason::stop ? "stop" : "length"}};
+      out << row.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+    }
+  }
+
+  P& policy_;
+  P* reference_;
+  Rewards rewards_;
+  Advantage advantage_;
+  Loss loss_;
+  PromptDataset prompts_;
+  TrainerOptions options_;
+  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  std::array<std::string, num_rewards> reward_names_;
+  std::int64_t step_ = 0;
+  std::uint64_t data_position_ = 0;
+  std::int64_t update_index_ = 0;
+  Rollout last_samples_;
+};
+
+}  // namespace grpo

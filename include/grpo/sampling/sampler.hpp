@@ -3,11 +3,11 @@
 //
 // The distribution (what "sampling distribution" means for the log-probs, as vLLM reports them):
 //   1. z = logits / temperature                             (float32)
-//   2. top-k: keep the k largest z (ties: the lower token id first), others -> -inf
-//   3. top-p: in descending order of probability, drop every token whose preceding mass
-//      (exclusive cumulative probability after step 2) is already >= top_p; the most likely
-//      token always stays. This is transformers' TopPLogitsWarper / vLLM's rule (they drop
-//      ascending-sorted tokens with cumulative mass <= 1 - top_p), written from the other end.
+//   2. top-k: tokens whose z is below the k-th largest z -> -inf (ties with the k-th stay, as in
+//      transformers' TopKLogitsWarper and vLLM)
+//   3. top-p: a token is dropped when the probability (after step 2) of it and of every less
+//      likely token sums to <= 1 - top_p: transformers' TopPLogitsWarper, summed in the same
+//      (ascending) order; the most likely token always stays
 //   4. p = softmax(z); logprob = log p[token]
 // Greedy decoding takes argmax(logits) (the first index on ties, as torch.argmax) and reports
 // log softmax(logits)[token] at temperature 1, the model's own log-prob: under the point mass
@@ -86,10 +86,15 @@ inline FilteredLogits filter_logits(const at::Tensor& logits, const SamplingOpti
   if (!top_k && options.top_p >= 1.0) return out;
   const auto neg_inf = -std::numeric_limits<float>::infinity();
   std::tie(out.logits, out.order) = out.logits.sort(/*stable=*/true, -1, /*descending=*/true);
-  if (top_k) out.logits.narrow(-1, options.top_k, vocab - options.top_k).fill_(neg_inf);
+  if (top_k) {
+    const auto kth = out.logits.narrow(-1, options.top_k - 1, 1);  // [B, 1] the k-th largest
+    out.logits = out.logits.masked_fill(out.logits < kth, neg_inf);
+  }
   if (options.top_p < 1.0) {
-    const auto probs = at::softmax(out.logits, -1);
-    auto drop = (at::cumsum(probs, -1) - probs) >= options.top_p;  // mass of the more likely tokens
+    // tail[j] = sum of probs at sorted positions >= j (this token and the less likely ones),
+    // accumulated from the least likely up, as transformers' ascending cumsum.
+    const auto tail = at::softmax(out.logits, -1).flip({-1}).cumsum(-1).flip({-1});
+    auto drop = tail <= 1.0 - options.top_p;
     drop.select(-1, 0).fill_(false);
     out.logits = out.logits.masked_fill(drop, neg_inf);
   }

@@ -1,0 +1,154 @@
+// The sampler against hand-derived distributions and against transformers' logits warpers
+// (temperature, top-k, top-p; tests/python/fixtures/qwen2.py wrote their log-probs).
+#include <catch2/catch.hpp>
+
+#include <ATen/Functions.h>
+
+#include <grpo/io/safetensors.hpp>
+#include <grpo/sampling/sampler.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#undef CHECK
+#define CHECK(...) INTERNAL_CATCH_TEST("CHECK", Catch::ResultDisposition::ContinueOnFailure, __VA_ARGS__)
+
+namespace {
+
+// logits = log p for p = [0.5, 0.3, 0.2]: softmax gives p back exactly up to rounding.
+at::Tensor three_token_logits() {
+  return at::log(at::tensor(std::vector<float>{0.5f, 0.3f, 0.2f})).unsqueeze(0);
+}
+
+at::Tensor uniform(double u) { return at::tensor(std::vector<double>{u}); }
+
+std::int64_t token_for(double u, const grpo::SamplingOptions& options) {
+  return grpo::sample_tokens(three_token_logits(), uniform(u), options).tokens.item<std::int64_t>();
+}
+
+double logprob_for(double u, const grpo::SamplingOptions& options) {
+  return grpo::sample_tokens(three_token_logits(), uniform(u), options).logprobs.item<double>();
+}
+
+}  // namespace
+
+TEST_CASE("inversion sampling picks the token whose cumulative probability passes u", "[sampling]") {
+  // p = [0.5, 0.3, 0.2], cumulative [0.5, 0.8, 1.0].
+  const grpo::SamplingOptions plain{};
+  CHECK(token_for(0.0, plain) == 0);
+  CHECK(token_for(0.4, plain) == 0);
+  CHECK(token_for(0.6, plain) == 1);
+  CHECK(token_for(0.85, plain) == 2);
+  CHECK(token_for(std::nextafter(1.0, 0.0), plain) == 2);
+  CHECK(logprob_for(0.6, plain) == Approx(std::log(0.3)).margin(1e-6));
+}
+
+TEST_CASE("top-k and top-p renormalise over the kept tokens", "[sampling]") {
+  SECTION("top-k 2 keeps [0.5, 0.3] -> [0.625, 0.375]") {
+    const grpo::SamplingOptions options{.top_k = 2};
+    CHECK(token_for(0.6, options) == 0);
+    CHECK(token_for(0.7, options) == 1);
+    CHECK(token_for(0.99, options) == 1);
+    CHECK(logprob_for(0.7, options) == Approx(std::log(0.375)).margin(1e-6));
+  }
+  SECTION("top-p 0.6: ascending cumulative [0.2, 0.5, 1.0], drop those <= 0.4: token 2") {
+    const grpo::SamplingOptions options{.top_p = 0.6};
+    CHECK(token_for(0.99, options) == 1);
+    CHECK(logprob_for(0.0, options) == Approx(std::log(0.625)).margin(1e-6));
+  }
+  SECTION("top-p 0.45: drop those <= 0.55: tokens 2 and 1; the top token always stays") {
+    const grpo::SamplingOptions options{.top_p = 0.45};
+    CHECK(token_for(0.99, options) == 0);
+    CHECK(logprob_for(0.99, options) == Approx(0.0).margin(1e-6));
+  }
+  SECTION("temperature 2: p^(1/2) renormalised") {
+    const grpo::SamplingOptions options{.temperature = 2.0};
+    const double z = std::sqrt(0.5) + std::sqrt(0.3) + std::sqrt(0.2);
+    CHECK(logprob_for(0.99, options) == Approx(std::log(std::sqrt(0.2) / z)).margin(1e-6));
+    // cumulative [0.4058, 0.7202, 1]: u = 0.5 -> token 1
+    CHECK(token_for(0.5, options) == 1);
+  }
+}
+
+TEST_CASE("greedy takes the first maximum and reports the model's log-prob", "[sampling]") {
+  const auto logits = at::tensor(std::vector<float>{1.0f, 3.0f, 3.0f, -2.0f}).unsqueeze(0);
+  const auto result = grpo::sample_tokens(logits, {}, {.temperature = 0.1, .greedy = true});
+  CHECK(result.tokens.item<std::int64_t>() == 1);
+  const double z = std::exp(1.0) + 2 * std::exp(3.0) + std::exp(-2.0);
+  CHECK(result.logprobs.item<double>() == Approx(3.0 - std::log(z)).margin(1e-6));
+}
+
+TEST_CASE("the sampling distribution equals transformers' warpers", "[sampling]") {
+  const auto reference = grpo::io::SafetensorsCheckpoint::open(
+      std::filesystem::path(GRPO_FIXTURE_DIR) / "qwen2" / "sampling.safetensors");
+  const auto logits = reference.load("logits");  // [5, 50]; row 4 has ties
+  struct Case {
+    const char* name;
+    grpo::SamplingOptions options;
+    bool tie_row;
+  };
+  const std::vector<Case> cases = {
+      {"t07_k5", {.temperature = 0.7, .top_k = 5}, true},
+      {"p09", {.top_p = 0.9}, false},
+      {"t13_k10_p08", {.temperature = 1.3, .top_p = 0.8, .top_k = 10}, false},
+      {"t05", {.temperature = 0.5}, true},
+      {"p03", {.top_p = 0.3}, false},
+      {"k1", {.top_k = 1}, true},
+  };
+  std::mt19937_64 draws(7);
+  for (const auto& c : cases) {
+    INFO(c.name);
+    const auto rows = c.tie_row ? 5 : 4;
+    const auto x = logits.narrow(0, 0, rows);
+    const auto expected = reference.load(std::string("logprobs_") + c.name).narrow(0, 0, rows);
+    const auto ours = grpo::sampling_logprobs(x, c.options);
+    const auto kept = expected.isfinite();
+    CHECK(ours.isfinite().equal(kept));
+    CHECK((ours - expected).masked_select(kept).abs().max().item<double>() < 1e-5);
+    // Every sampled token is one transformers keeps, with transformers' log-prob.
+    for (int trial = 0; trial < 50; ++trial) {
+      std::vector<double> u(static_cast<std::size_t>(rows));
+      for (auto& value : u) value = std::ldexp(static_cast<double>(draws() >> 11), -53);
+      const auto sampled = grpo::sample_tokens(x, at::tensor(u), c.options);
+      const auto at_token = expected.gather(1, sampled.tokens.unsqueeze(1)).squeeze(1);
+      CHECK(at_token.isfinite().all().item<bool>());
+      CHECK((sampled.logprobs - at_token).abs().max().item<double>() < 1e-5);
+      CHECK(sampled.valid.all().item<bool>());
+    }
+  }
+}
+
+TEST_CASE("sampled frequencies follow the distribution", "[sampling]") {
+  // p = softmax([0, 1, 2, -1]) = [0.0871, 0.2369, 0.6439, 0.0321]; 20,000 draws from a fixed
+  // seed: each frequency within 0.01 (>4 standard deviations of a binomial proportion).
+  const auto logits = at::tensor(std::vector<float>{0.0f, 1.0f, 2.0f, -1.0f}).unsqueeze(0).expand({20000, 4});
+  std::mt19937_64 draws(123);
+  std::vector<double> u(20000);
+  for (auto& value : u) value = std::ldexp(static_cast<double>(draws() >> 11), -53);
+  const auto tokens = grpo::sample_tokens(logits.contiguous(), at::tensor(u), {}).tokens;
+  const auto counts = at::bincount(tokens, {}, 4).to(at::kDouble) / 20000.0;
+  const double z = 1 + std::exp(1.0) + std::exp(2.0) + std::exp(-1.0);
+  const std::vector<double> p = {1 / z, std::exp(1.0) / z, std::exp(2.0) / z, std::exp(-1.0) / z};
+  for (int i = 0; i < 4; ++i) CHECK(counts[i].item<double>() == Approx(p[static_cast<std::size_t>(i)]).margin(0.01));
+}
+
+TEST_CASE("bad logits and bad options are reported, not sampled from", "[sampling]") {
+  const auto nan = std::numeric_limits<float>::quiet_NaN();
+  const auto logits = at::tensor(std::vector<float>{0.0f, nan, 1.0f, 0.0f, 1.0f, 2.0f}).view({2, 3});
+  const auto result = grpo::sample_tokens(logits, at::tensor(std::vector<double>{0.5, 0.5}), {});
+  CHECK_FALSE(result.valid[0].item<bool>());
+  CHECK(result.valid[1].item<bool>());
+  CHECK_THROWS_AS(grpo::sample_tokens(logits, at::tensor(std::vector<double>{0.5}), {}), grpo::Error);
+  CHECK_THROWS_AS(grpo::validate_sampling_options({.temperature = 0.0}), grpo::Error);
+  CHECK_NOTHROW(grpo::validate_sampling_options({.temperature = 0.0, .greedy = true}));
+  CHECK_THROWS_AS(grpo::validate_sampling_options({.top_p = 0.0}), grpo::Error);
+  CHECK_THROWS_AS(grpo::validate_sampling_options({.top_p = 1.5}), grpo::Error);
+  CHECK_THROWS_AS(grpo::validate_sampling_options({.top_k = -1}), grpo::Error);
+  CHECK_THROWS_AS(grpo::validate_sampling_options({.max_new_tokens = -1}), grpo::Error);
+  CHECK_THROWS_AS(grpo::validate_sampling_options({.stop_strings = {""}}), grpo::Error);
+  CHECK_THROWS_AS(grpo::validate_sampling_options({.temperature = std::nan("")}), grpo::Error);
+}

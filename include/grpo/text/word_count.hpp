@@ -36,7 +36,7 @@ constexpr bool is_word_char(char32_t c) noexcept {
 constexpr bool is_counted_cjk(char32_t c) noexcept { return c >= 0x4E00 && c <= 0x9FFF; }
 
 namespace detail {
-// ASCII classes: 0 = not a word char, 1 = ASCII letter, 2 = digit or underscore.
+// ASCII classes (bit flags): 0 = not a word char, 1 = ASCII letter, 2 = digit or underscore.
 inline constexpr std::array<std::uint8_t, 128> ascii_word_class = [] {
   std::array<std::uint8_t, 128> t{};
   for (int c = 'a'; c <= 'z'; ++c) t[c] = 1;
@@ -62,16 +62,25 @@ inline std::int64_t word_count(std::string_view utf8) noexcept {
   while (pos < size) {
     const auto byte = static_cast<unsigned char>(utf8[pos]);
     if (byte < 0x80) {
-      const std::uint8_t cls = detail::ascii_word_class[byte];
+      std::uint8_t cls = detail::ascii_word_class[byte];
       if (cls == 0) {
         end_run();
-      } else if (!in_run) {
-        in_run = true;
-        run_all_ascii = cls == 1;
-      } else if (cls == 2) {
-        run_all_ascii = false;
+        ++pos;
+        continue;
       }
-      ++pos;
+      if (!in_run) {
+        in_run = true;
+        run_all_ascii = true;
+      }
+      // Consume the whole ASCII part of the run; its class bits say whether a digit or '_' occurred.
+      std::uint8_t seen = 0;
+      unsigned char b = byte;
+      do {
+        seen |= cls;
+        ++pos;
+      } while (pos < size && (b = static_cast<unsigned char>(utf8[pos])) < 0x80 &&
+               (cls = detail::ascii_word_class[b]) != 0);
+      if (seen & 2) run_all_ascii = false;
       continue;
     }
     const auto d = utf8::decode_one(utf8, pos);

@@ -1,0 +1,307 @@
+#!/usr/bin/env python3
+"""Makes the data of the `tiny` LongWriter-Zero demo (examples/data/tiny/), deterministically.
+
+No model hub is reachable and no pretrained model fits 2 CPU cores, so the demo builds its own
+small world from hand-written sentence banks (8 topics, written for this project):
+
+  pretrain.jsonl     warm-up corpus for the tiny base policy: {"prompt", "completion"} where the
+                     completion is "<think>plan</think>\\n<answer>paragraphs</answer>" with 1-12
+                     sentences. Prompts carry NO length request, so the base model's answer length
+                     is unconditioned: RL has to teach it the target range.
+  prompts.jsonl      RL prompts "Write about <topic> in about N words." with explicit targets.
+  preferences.jsonl  Bradley-Terry pairs for the writing reward model: chosen = a coherent,
+                     on-topic answer; rejected = the same length of text broken in one of the ways
+                     the paper names as failure modes or that make writing worse: a repeated
+                     (verbatim or lightly edited) paragraph, drift into other topics, shuffled word
+                     order, or a fragment cut mid-sentence. Lengths of chosen and rejected are
+                     matched so the reward model cannot learn "longer is better".
+
+Run: python3 scripts/make_tiny_data.py  (rewrites the three files; the output is committed)
+"""
+import json
+import pathlib
+import random
+
+TOPICS = {
+    "the sea": [
+        "The sea changes colour with every hour of the day.",
+        "At dawn the water is pale grey and almost still.",
+        "By noon the waves catch the light and turn a deep blue.",
+        "Fishermen leave the harbour before the sun rises.",
+        "Gulls follow the boats and cry over the nets.",
+        "The tide pulls back and leaves shells on the wet sand.",
+        "Children build castles that the evening waves will take.",
+        "A storm can turn the calm bay into a wall of white foam.",
+        "Sailors read the clouds to know when the wind will turn.",
+        "The lighthouse keeper watches the dark water through the night.",
+        "Under the surface, forests of kelp sway in the current.",
+        "Small fish move together like a single silver cloud.",
+        "The salt air makes everything on the coast feel fresh and sharp.",
+        "Old ships rest on the sea floor and slowly become reefs.",
+        "Every culture that lives by the sea has stories about it.",
+        "For many people the sound of waves is the sound of rest.",
+        "The sea also feeds millions of families around the world.",
+        "Plastic waste now drifts far out into the open ocean.",
+        "Scientists measure the water to learn how the climate is changing.",
+        "Standing on the shore, it is easy to feel small and calm at once.",
+    ],
+    "a city at night": [
+        "When the sun goes down, the city does not sleep.",
+        "Street lamps turn the wet roads into rivers of orange light.",
+        "Taxis wait outside the theatres for the last shows to end.",
+        "The smell of fresh bread comes from a bakery that opens at midnight.",
+        "Office towers keep a few windows lit where people still work.",
+        "On the bridges, couples stop to look at the reflections in the river.",
+        "Night buses carry nurses, cooks and cleaners across town.",
+        "A jazz band plays in a small cellar bar near the station.",
+        "The markets are empty, but the cleaning trucks are busy.",
+        "Cats walk along the walls as if they own the streets.",
+        "From a high roof, the city looks like a map drawn in light.",
+        "Sirens rise and fade somewhere far away.",
+        "Late trains rattle over the tracks with only a few passengers.",
+        "In quiet squares, the fountains keep running for no one.",
+        "Some people love the city most in these hours.",
+        "Others feel lonely among so many closed doors.",
+        "Before dawn, the first delivery vans arrive with milk and papers.",
+        "The sky slowly turns from black to deep blue.",
+        "Birds begin to sing even before the lamps switch off.",
+        "Then the city wakes up and the night becomes a memory.",
+    ],
+    "autumn in the mountains": [
+        "In autumn the mountain forests turn red, gold and brown.",
+        "The air is cold in the morning and clear in the afternoon.",
+        "Hikers walk slowly on paths covered with fallen leaves.",
+        "Shepherds bring their flocks down from the high meadows.",
+        "Mist fills the valleys and hides the villages until noon.",
+        "The first snow often arrives on the highest peaks in October.",
+        "Streams are loud after the rain and run fast over the stones.",
+        "Families gather mushrooms and chestnuts in the woods.",
+        "Woodsmoke rises from the chimneys of the old stone houses.",
+        "Deer come closer to the farms as the days grow shorter.",
+        "The light is low and warm, and long shadows cross the slopes.",
+        "Mountain huts close their doors until the next summer.",
+        "Farmers store hay and wood for the long winter ahead.",
+        "At night the sky is full of stars and the frost is sharp.",
+        "Photographers climb early to catch the sunrise above the clouds.",
+        "Each week the colours on the hills look a little different.",
+        "The silence of the high pastures is broken only by bells.",
+        "Travellers drink hot soup in small inns after a long walk.",
+        "By November, most trees stand bare against the grey sky.",
+        "Autumn in the mountains feels like a slow goodbye to the year.",
+    ],
+    "the history of bread": [
+        "Bread is one of the oldest foods made by human hands.",
+        "The first breads were flat cakes of crushed grain baked on hot stones.",
+        "Farmers in the ancient Near East grew wheat and barley for bread.",
+        "Egyptian bakers learned that dough left to rest would rise.",
+        "Wild yeast from the air made their loaves light and soft.",
+        "In Rome, public bakeries fed thousands of people every day.",
+        "Bread was so important that its price could start a riot.",
+        "Medieval towns had strict rules about the weight of a loaf.",
+        "Rich families ate white bread, while the poor ate dark rye.",
+        "Windmills and water mills made flour faster and cheaper.",
+        "In the nineteenth century, steam ovens changed baking forever.",
+        "Factories began to sell sliced bread wrapped in paper.",
+        "Every region developed its own shapes and recipes.",
+        "The French baguette and the Indian naan tell very different stories.",
+        "Today many people bake sourdough at home again.",
+        "A starter of flour and water can be kept alive for years.",
+        "Bread is shared at weddings, funerals and holidays.",
+        "Breaking bread together is a sign of peace in many cultures.",
+        "Scientists still study how grains shaped human settlement.",
+        "A simple loaf carries thousands of years of history.",
+    ],
+    "learning to play the piano": [
+        "Learning to play the piano begins with finding middle C.",
+        "The first weeks are about posture and relaxed hands.",
+        "Beginners practise scales slowly to train each finger.",
+        "Reading music feels like learning a new alphabet.",
+        "Simple songs give quick rewards and keep students motivated.",
+        "A good teacher listens carefully and corrects small habits early.",
+        "Playing with both hands at once is the first big challenge.",
+        "The left hand often feels clumsy for months.",
+        "A metronome helps to keep a steady rhythm.",
+        "Short daily practice works better than one long session a week.",
+        "Mistakes are part of the process and show what to practise next.",
+        "After a year, many students can play a simple classical piece.",
+        "Learning to use the pedals adds colour to the sound.",
+        "Recitals are stressful but teach students to perform under pressure.",
+        "Listening to great pianists gives ideas about phrasing.",
+        "Some learners prefer jazz and start to improvise.",
+        "Adults learn more slowly but often practise with more focus.",
+        "The piano rewards patience more than talent.",
+        "Over time, the instrument becomes a way to express feelings.",
+        "Many players say the journey matters more than the goal.",
+    ],
+    "a train journey": [
+        "The train leaves the station exactly on time.",
+        "Passengers find their seats and lift their bags onto the racks.",
+        "Outside the window, the suburbs slowly give way to fields.",
+        "A child presses her face against the glass to watch the cows.",
+        "The conductor walks through the carriages checking tickets.",
+        "Some travellers read, while others fall asleep at once.",
+        "The dining car smells of coffee and warm sandwiches.",
+        "Rivers and small towns pass by in a steady rhythm.",
+        "In the tunnels, the windows suddenly become dark mirrors.",
+        "Strangers share stories because they will never meet again.",
+        "An old man points out the castle where he grew up.",
+        "Rain begins to draw long lines across the glass.",
+        "At each station, new faces step in and old ones step out.",
+        "The sound of the wheels on the rails becomes a kind of music.",
+        "Mountains appear on the horizon as the afternoon ends.",
+        "The lights in the carriage turn on when evening falls.",
+        "Phones buzz with messages from the people waiting at home.",
+        "A long journey by train gives time to think.",
+        "When the train arrives, everyone hurries off at once.",
+        "The empty platform is quiet again until the next departure.",
+    ],
+    "a garden through the seasons": [
+        "In early spring, the first green shoots push through the cold soil.",
+        "Snowdrops and crocuses bloom before any leaves appear on the trees.",
+        "The gardener prepares the beds and plants seeds in neat rows.",
+        "Bees return as soon as the fruit trees begin to flower.",
+        "By May, the lettuce and radishes are ready to eat.",
+        "Summer brings long evenings of watering and weeding.",
+        "Tomatoes ripen slowly on the warm wall of the house.",
+        "Roses climb over the old wooden gate.",
+        "Birds nest in the hedge and feed their young on insects.",
+        "In August, the lawn turns yellow if it does not rain.",
+        "Autumn is the season of apples, pumpkins and falling leaves.",
+        "Leaves are raked into piles and turned into compost.",
+        "Bulbs are planted in October for the next spring.",
+        "Winter leaves the garden bare, but not empty.",
+        "Frost draws patterns on the last cabbages.",
+        "Robins search the frozen ground for food.",
+        "The gardener plans next year with seed catalogues by the fire.",
+        "Every season teaches patience and care.",
+        "A garden is never finished, only changing.",
+        "Its cycle mirrors the passing of our own years.",
+    ],
+    "the first day at a new school": [
+        "On the first day at a new school, the corridors seem endless.",
+        "Every face is unfamiliar and every room has a strange number.",
+        "The new student holds a timetable that makes little sense.",
+        "A friendly teacher shows the way to the right classroom.",
+        "The class turns to look when the door opens.",
+        "Choosing where to sit feels like a very big decision.",
+        "The lessons are not harder than before, only different.",
+        "At lunch, the noise of the dining hall is almost too much.",
+        "Someone offers a seat and asks a simple question.",
+        "That small kindness changes the whole day.",
+        "In the afternoon, the school map finally starts to make sense.",
+        "The sports field is larger than the old one.",
+        "A club for music or chess offers a place to belong.",
+        "Parents ask many questions at dinner that evening.",
+        "The answers are short, because the day was so full.",
+        "That night, sleep comes late and full of small worries.",
+        "The second day is easier than the first.",
+        "After a week, the new school feels less strange.",
+        "After a month, it is simply school.",
+        "Years later, that first day becomes a funny story to tell.",
+    ],
+}
+
+PLANS = [
+    "I will describe {topic} in {p} short paragraphs with clear, simple sentences.",
+    "Plan: open with an image of {topic}, add details, and end calmly. {p} paragraphs.",
+    "The reader wants a vivid picture of {topic}. I will use {p} paragraphs and concrete details.",
+    "Outline: introduction, main details about {topic}, and a short ending. {p} paragraphs.",
+]
+
+
+def answer_from(rng, topic, n_sentences):
+    sentences = rng.sample(TOPICS[topic], n_sentences)
+    paragraphs, i = [], 0
+    while i < len(sentences):
+        k = rng.randint(2, 4)
+        paragraphs.append(" ".join(sentences[i:i + k]))
+        i += k
+    return paragraphs
+
+
+def completion_from(rng, topic, paragraphs):
+    plan = rng.choice(PLANS).format(topic=topic, p=len(paragraphs))
+    return f"<think>{plan}</think>\n<answer>" + "\n\n".join(paragraphs) + "</answer>"
+
+
+def corrupt(rng, topic, paragraphs):
+    """A worse answer of about the same length: one of four failure modes."""
+    mode = rng.randrange(4)
+    words = sum(len(p.split()) for p in paragraphs)
+    if mode == 0 and len(paragraphs) >= 2:  # repetition: a paragraph again, verbatim or lightly edited
+        keep = paragraphs[: max(1, len(paragraphs) // 2)]
+        out = list(keep)
+        while sum(len(p.split()) for p in out) < words:
+            copy = rng.choice(keep).split()
+            if rng.random() < 0.5 and len(copy) > 4:
+                j = rng.randrange(len(copy))
+                copy[j] = rng.choice(["very", "really", "also", "still", "again"])
+            out.append(" ".join(copy))
+        return out
+    if mode == 1:  # topic drift: sentences from other topics
+        others = [s for t, bank in TOPICS.items() if t != topic for s in bank]
+        mixed = []
+        for p in paragraphs:
+            mixed.append(" ".join(rng.choice(others) if rng.random() < 0.7 else s for s in split_sentences(p)))
+        return mixed
+    if mode == 2:  # word salad: shuffled word order inside every sentence
+        out = []
+        for p in paragraphs:
+            salad = []
+            for s in split_sentences(p):
+                w = s.rstrip(".").split()
+                rng.shuffle(w)
+                salad.append(" ".join(w).lower() + ".")
+            out.append(" ".join(salad))
+        return out
+    # a fragment: sentences cut mid-way and run together without structure
+    flat = " ".join(paragraphs).split()
+    cut = []
+    for s in split_sentences(" ".join(paragraphs)):
+        w = s.split()
+        cut.append(" ".join(w[: max(2, len(w) // 2)]))
+    text = " and ".join(cut).split()
+    return [" ".join(text[: len(flat)])]
+
+
+def split_sentences(paragraph):
+    parts, start = [], 0
+    for i, ch in enumerate(paragraph):
+        if ch == "." and (i + 1 == len(paragraph) or paragraph[i + 1] == " "):
+            parts.append(paragraph[start:i + 1].strip())
+            start = i + 1
+    if paragraph[start:].strip():
+        parts.append(paragraph[start:].strip())
+    return parts
+
+
+def main():
+    rng = random.Random(20250624)
+    out = pathlib.Path(__file__).resolve().parent.parent / "examples" / "data" / "tiny"
+    out.mkdir(parents=True, exist_ok=True)
+    topics = list(TOPICS)
+
+    with open(out / "pretrain.jsonl", "w") as f:
+        for i in range(800):
+            topic = topics[i % len(topics)]
+            n = rng.choice([1, 2, 2, 3, 3, 4, 4, 5, 6, 7, 8, 10, 12])  # mostly short: RL must lengthen
+            paragraphs = answer_from(rng, topic, n)
+            f.write(json.dumps({"prompt": f"Write about {topic}.", "completion": completion_from(rng, topic, paragraphs)}) + "\n")
+
+    with open(out / "prompts.jsonl", "w") as f:
+        for topic in topics:
+            for target in (100, 120, 140):
+                f.write(json.dumps({"prompt": f"Write about {topic} in about {target} words.",
+                                    "lower": target - 20, "upper": target + 20}) + "\n")
+
+    with open(out / "preferences.jsonl", "w") as f:
+        for i in range(640):
+            topic = topics[i % len(topics)]
+            paragraphs = answer_from(rng, topic, rng.randint(3, 12))
+            chosen = "\n\n".join(paragraphs)
+            rejected = "\n\n".join(corrupt(rng, topic, paragraphs))
+            f.write(json.dumps({"prompt": f"Write about {topic}.", "chosen": chosen, "rejected": rejected}) + "\n")
+
+
+if __name__ == "__main__":
+    main()

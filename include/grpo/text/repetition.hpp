@@ -201,8 +201,8 @@ inline RepetitionReport measure_repetition(std::string_view text, const Repetiti
     const double containment = static_cast<double>(already_seen) / static_cast<double>(shingles);
     report.max_containment = std::max(report.max_containment, containment);
     if (containment >= options.repeated_containment) ++report.repeated_paragraphs;
-    const double score = std::clamp((containment - options.ordinary_containment) / span, 0.0, 1.0);
-    repeated_units += score * static_cast<double>(p.units);
+    const double paragraph_score = std::clamp((containment - options.ordinary_containment) / span, 0.0, 1.0);
+    repeated_units += paragraph_score * static_cast<double>(p.units);
   }
   report.ratio = repeated_units / static_cast<double>(units.size());
   return report;

@@ -60,17 +60,14 @@ inline std::vector<RewardStatistics> reward_statistics(RewardTableView<const flo
     std::size_t constant_groups = 0;
     float low = std::numeric_limits<float>::infinity();
     float high = -std::numeric_limits<float>::infinity();
-    for (std::size_t g = 0; g < groups; ++g) {
-      const float* x = row + g * group_size;
-      const detail::GroupMoments m = detail::group_moments(x, group_size);
-      constant_groups += m.constant ? 1 : 0;
-      finite += m.finite;
-      sum += m.mean * static_cast<double>(m.finite);
-      for (std::size_t i = 0; i < group_size; ++i) {
-        if (!std::isfinite(x[i])) continue;
-        low = std::min(low, x[i]);
-        high = std::max(high, x[i]);
-      }
+    for (std::size_t g = 0; g < groups; ++g)
+      constant_groups += detail::group_moments(row + g * group_size, group_size).constant ? 1 : 0;
+    for (std::size_t i = 0; i < samples; ++i) {
+      if (!std::isfinite(row[i])) continue;
+      ++finite;
+      sum += row[i];
+      low = std::min(low, row[i]);
+      high = std::max(high, row[i]);
     }
     s.non_finite = samples - finite;
     s.zero_variance_fraction = groups > 0 ? static_cast<double>(constant_groups) / static_cast<double>(groups) : 0.0;
@@ -78,7 +75,11 @@ inline std::vector<RewardStatistics> reward_statistics(RewardTableView<const flo
     s.mean = sum / static_cast<double>(finite);
     s.min = low;
     s.max = high;
-    if (finite >= 2) s.std_dev = std::sqrt(detail::squared_deviations(row, samples, s.mean) / static_cast<double>(finite - 1));
+    if (finite < 2) continue;
+    double squares = 0.0;
+    for (std::size_t i = 0; i < samples; ++i)
+      if (std::isfinite(row[i])) squares += (row[i] - s.mean) * (row[i] - s.mean);
+    s.std_dev = std::sqrt(squares / static_cast<double>(finite - 1));
   }
   return result;
 }

@@ -1,10 +1,10 @@
 #pragma once
 // The host implementation of every group advantage estimator, over contiguous ranges.
 //
-// Memory is touched once per reward: a group (G values) is read into L1 by the first of its three
-// short passes (moments, squared deviations, output), so the later passes cost no memory traffic.
-// Arithmetic is in double; inner loops run over kLanes independent accumulators so the compiler
-// can vectorise them without reassociating floating-point sums.
+// Memory is touched once per reward: a group (G values) is read into L1 by the first of its two
+// short passes (moments, output), so the second costs no memory traffic. Arithmetic is in double;
+// inner loops run over kLanes independent accumulators so the compiler can vectorise them without
+// reassociating floating-point sums.
 
 #include <algorithm>
 #include <cmath>
@@ -34,97 +34,85 @@ struct GroupAffine {
   double scale = 0.0;
 };
 
-/// The finite values of one group: count, mean, min == max (all equal).
+/// The finite values of one group, as sums of (v - shift) with shift = the first finite value:
+/// centring on a member of the group keeps the one-pass variance exact to double rounding
+/// (|mean - shift| <= range), and makes an all-equal group's sums exactly 0.
 struct GroupMoments {
-  std::size_t finite = 0;
-  double mean = 0.0;
-  bool constant = true;  ///< <= 1 finite value, or all finite values equal
+  std::size_t finite = 0;    ///< number of finite values
+  double shift = 0.0;        ///< first finite value
+  double sum = 0.0;          ///< sum of (v - shift)
+  double sum_squares = 0.0;  ///< sum of (v - shift)^2
+  bool constant = true;      ///< <= 1 finite value, or all finite values equal
+  [[nodiscard]] double mean() const { return finite > 0 ? shift + sum / static_cast<double>(finite) : 0.0; }
+  /// Sum of squared deviations from the mean.
+  [[nodiscard]] double squared_deviations() const {
+    return finite > 0 ? std::max(0.0, sum_squares - sum * sum / static_cast<double>(finite)) : 0.0;
+  }
 };
 
 inline constexpr std::size_t kLanes = 8;
 
 template <class T>
 inline GroupMoments group_moments(const T* x, std::size_t n) {
-  double sum[kLanes] = {};
+  std::size_t first = 0;
+  while (first < n && !std::isfinite(x[first])) ++first;
+  GroupMoments m;
+  if (first == n) return m;
+  const T shift = x[first];
   double count[kLanes] = {};
-  T low[kLanes];
-  T high[kLanes];
-  std::fill_n(low, kLanes, std::numeric_limits<T>::infinity());
-  std::fill_n(high, kLanes, -std::numeric_limits<T>::infinity());
+  double sum[kLanes] = {};
+  double squares[kLanes] = {};
+  double differ[kLanes] = {};
   std::size_t i = 0;
   for (; i + kLanes <= n; i += kLanes) {
     for (std::size_t j = 0; j < kLanes; ++j) {
       const T v = x[i + j];
       const bool finite = std::isfinite(v);
-      sum[j] += finite ? static_cast<double>(v) : 0.0;
+      const double d = finite ? static_cast<double>(v) - static_cast<double>(shift) : 0.0;
       count[j] += finite ? 1.0 : 0.0;
-      low[j] = std::min(low[j], finite ? v : std::numeric_limits<T>::infinity());
-      high[j] = std::max(high[j], finite ? v : -std::numeric_limits<T>::infinity());
+      sum[j] += d;
+      squares[j] += d * d;
+      differ[j] += d != 0.0 ? 1.0 : 0.0;
     }
   }
-  for (std::size_t j = 0; i < n; ++i, ++j) {
-    const T v = x[i];
+  for (std::size_t j = 0; j < kLanes && i + j < n; ++j) {  // the tail, fewer than kLanes values
+    const T v = x[i + j];
     if (!std::isfinite(v)) continue;
-    sum[j] += static_cast<double>(v);
+    const double d = static_cast<double>(v) - static_cast<double>(shift);
     count[j] += 1.0;
-    low[j] = std::min(low[j], v);
-    high[j] = std::max(high[j], v);
+    sum[j] += d;
+    squares[j] += d * d;
+    differ[j] += d != 0.0 ? 1.0 : 0.0;
   }
-  double total = 0.0;
   double finite = 0.0;
-  T lo = low[0];
-  T hi = high[0];
+  double differing = 0.0;
   for (std::size_t j = 0; j < kLanes; ++j) {
-    total += sum[j];
     finite += count[j];
-    lo = std::min(lo, low[j]);
-    hi = std::max(hi, high[j]);
+    m.sum += sum[j];
+    m.sum_squares += squares[j];
+    differing += differ[j];
   }
-  GroupMoments m;
   m.finite = static_cast<std::size_t>(finite);
-  m.mean = m.finite > 0 ? total / finite : 0.0;
-  m.constant = m.finite <= 1 || lo == hi;
+  m.shift = static_cast<double>(shift);
+  m.constant = m.finite <= 1 || differing == 0.0;
   return m;
 }
 
-/// Sum of squared deviations from `mean` over the finite values.
-template <class T>
-inline double squared_deviations(const T* x, std::size_t n, double mean) {
-  double acc[kLanes] = {};
-  std::size_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (std::size_t j = 0; j < kLanes; ++j) {
-      const T v = x[i + j];
-      const double d = static_cast<double>(v) - mean;
-      acc[j] += std::isfinite(v) ? d * d : 0.0;
-    }
-  }
-  for (std::size_t j = 0; i < n; ++i, ++j) {
-    if (!std::isfinite(x[i])) continue;
-    const double d = static_cast<double>(x[i]) - mean;
-    acc[j] += d * d;
-  }
-  double total = 0.0;
-  for (double a : acc) total += a;
-  return total;
-}
-
-/// The rule applied to one group's moments (and, for `normalize`, its squared deviations).
+/// The rule applied to one group's moments.
 template <class T>
 inline GroupAffine group_affine(const T* x, std::size_t n, const GroupRule& rule) {
   const GroupMoments m = group_moments(x, n);
-  if (m.constant) return {m.mean, 0.0};
+  if (m.constant) return {m.mean(), 0.0};
   const auto count = static_cast<double>(m.finite);
   switch (rule.kind) {
     case GroupRule::Kind::center:
-      return {m.mean, 1.0};
+      return {m.mean(), 1.0};
     case GroupRule::Kind::leave_one_out:
-      return {m.mean, count / (count - 1.0)};
+      return {m.mean(), count / (count - 1.0)};
     case GroupRule::Kind::normalize:
     default: {
       const double dof = rule.std_kind == StdKind::sample ? count - 1.0 : count;
-      const double std = std::sqrt(squared_deviations(x, n, m.mean) / dof);
-      return {m.mean, 1.0 / (std + rule.epsilon)};
+      return {m.mean(), 1.0 / (std::sqrt(m.squared_deviations() / dof) + rule.epsilon)};
     }
   }
 }

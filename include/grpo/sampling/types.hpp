@@ -18,7 +18,9 @@ struct SamplingOptions {
   std::vector<std::int64_t> stop_token_ids;  ///< EOS-like ids that end a completion (kept in ids)
   std::vector<std::string> stop_strings;   ///< end when the decoded text contains one (e.g. "</answer>")
   std::uint64_t seed = 0;                  ///< per-request seed: request i uses seed + i; default 0
+  std::vector<std::uint64_t> seeds;        ///< one seed per request, replacing seed + i when given; default none
   bool greedy = false;                     ///< argmax decoding; default false
+  bool skip_special_tokens = true;         ///< leave special tokens out of Generation::text (ids keep them); default true
 };
 
 /// Why a completion ended.

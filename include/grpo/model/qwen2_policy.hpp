@@ -1,0 +1,209 @@
+#pragma once
+// grpo::Qwen2Policy: a Qwen2 causal LM and its tokenizer, modelling grpo::Policy (generate,
+// teacher-forced log-probs with gradients, parameters) and grpo::CheckpointablePolicy.
+//
+// Log-probs go through the final hidden states and grpo::token_logprobs (chunked over the
+// vocabulary with a custom backward), so training never materialises [tokens, vocab] logits.
+
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/cat.h>
+#include <ATen/ops/from_blob.h>
+#include <ATen/ops/full.h>
+#include <ATen/ops/nonzero.h>
+#include <ATen/ops/zeros.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <filesystem>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "grpo/concepts/policy.hpp"
+#include "grpo/core/error.hpp"
+#include "grpo/loss/token_logprobs.hpp"
+#include "grpo/model/qwen2.hpp"
+#include "grpo/model/qwen2_checkpoint.hpp"
+#include "grpo/sampling/generate.hpp"
+#include "grpo/sampling/types.hpp"
+#include "grpo/tokenizer/tokenizer.hpp"
+
+namespace grpo {
+
+/// How a Qwen2Policy computes log-probs and tokenizes prompts.
+struct Qwen2PolicyOptions {
+  /// Tokens per chunk of grpo::token_logprobs (memory ~ 2 x chunk x vocab x 4 bytes); default 1024.
+  std::int64_t logprob_chunk_size = 1024;
+  /// logprobs() also returns the entropy of each scored position; default true.
+  bool compute_entropy = true;
+  /// Prompts may contain special tokens written out (<|im_start|> in ChatML); default true.
+  bool allow_special_in_prompts = true;
+};
+
+/// A right-padded TokenBatch from prompt and completion ids: input_ids = prompt + completion,
+/// completion_mask marks the completion; padding uses `pad_id` (masked out).
+inline TokenBatch make_token_batch(std::span<const std::vector<std::int64_t>> prompts,
+                                   std::span<const std::vector<std::int64_t>> completions, std::int64_t pad_id = 0) {
+  if (prompts.size() != completions.size()) {
+    throw Error("make_token_batch: " + std::to_string(prompts.size()) + " prompts but " +
+                std::to_string(completions.size()) + " completions");
+  }
+  std::int64_t width = 1;
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    if (prompts[i].empty()) {
+      throw Error("make_token_batch: prompt " + std::to_string(i) + " is empty; the first completion token needs a context");
+    }
+    width = std::max<std::int64_t>(width, static_cast<std::int64_t>(prompts[i].size() + completions[i].size()));
+  }
+  const auto rows = static_cast<std::int64_t>(prompts.size());
+  TokenBatch batch{at::full({rows, width}, pad_id, at::kLong), at::zeros({rows, width}, at::kLong),
+                   at::zeros({rows, width}, at::kLong)};
+  for (std::int64_t i = 0; i < rows; ++i) {
+    const auto& p = prompts[static_cast<std::size_t>(i)];
+    const auto& c = completions[static_cast<std::size_t>(i)];
+    const auto np = static_cast<std::int64_t>(p.size());
+    const auto nc = static_cast<std::int64_t>(c.size());
+    batch.input_ids[i].narrow(0, 0, np).copy_(at::from_blob(const_cast<std::int64_t*>(p.data()), {np}, at::kLong));
+    if (nc > 0) {
+      batch.input_ids[i].narrow(0, np, nc).copy_(at::from_blob(const_cast<std::int64_t*>(c.data()), {nc}, at::kLong));
+      batch.completion_mask[i].narrow(0, np, nc).fill_(1);
+    }
+    batch.attention_mask[i].narrow(0, 0, np + nc).fill_(1);
+  }
+  return batch;
+}
+
+namespace detail {
+
+inline void check_token_batch(const TokenBatch& batch, std::int64_t vocab_size) {
+  const auto where = std::string("teacher_forced_logprobs: ");
+  if (!batch.input_ids.defined() || batch.input_ids.dim() != 2 || batch.input_ids.size(0) == 0 ||
+      batch.input_ids.size(1) < 2) {
+    throw Error(where + "expected input_ids [batch, length] with length >= 2 (a prompt token and a completion token)");
+  }
+  for (const auto* tensor : {&batch.attention_mask, &batch.completion_mask}) {
+    if (!tensor->defined() || !tensor->sizes().equals(batch.input_ids.sizes())) {
+      throw Error(where + "attention_mask and completion_mask must have the shape of input_ids");
+    }
+  }
+  if (batch.completion_mask.select(1, 0).ne(0).any().item<bool>()) {
+    throw Error(where + "completion_mask[:, 0] must be 0: the first token has no context to be scored in");
+  }
+  const auto low = batch.input_ids.min().item<std::int64_t>();
+  const auto high = batch.input_ids.max().item<std::int64_t>();
+  if (low < 0 || high >= vocab_size) {
+    throw Error(where + "token id " + std::to_string(low < 0 ? low : high) + " outside the vocabulary [0, " +
+                std::to_string(vocab_size) + ")");
+  }
+}
+
+}  // namespace detail
+
+/// Teacher-forced log-probs of a TokenBatch: position t of the result holds
+/// log p(input_ids[t] | input_ids[<t]) under softmax(logits / options.temperature) where
+/// completion_mask is 1 (and attention_mask is 1), else 0; entropy likewise (undefined unless
+/// options.compute_entropy). Differentiable w.r.t. the model's parameters; [B, L] float32 on
+/// the model's device. Any padding is accepted (positions come from attention_mask).
+inline TokenLogprobs teacher_forced_logprobs(Qwen2Model& model, const TokenBatch& batch,
+                                             const TokenLogprobOptions& options) {
+  detail::check_token_batch(batch, model->config().vocab_size);
+  const auto device = model->output_weight().device();
+  const auto ids = batch.input_ids.to(device).to(at::kLong);
+  const auto attention = batch.attention_mask.to(device).to(at::kLong);
+  const auto rows = ids.size(0);
+  const auto length = ids.size(1);
+  const auto hidden = model->forward(ids, attention);  // [B, L, H]
+  // Position t >= 1 is predicted by the hidden state at t - 1.
+  const auto scored = batch.completion_mask.to(device).ne(0).logical_and(attention.ne(0)).narrow(1, 1, length - 1);
+  const auto where = at::nonzero(scored.reshape({-1})).squeeze(1);  // [N] into the [B * (L - 1)] grid
+  const auto inputs = hidden.narrow(1, 0, length - 1).reshape({-1, hidden.size(2)}).index_select(0, where);
+  const auto targets = ids.narrow(1, 1, length - 1).reshape({-1}).index_select(0, where);
+  const auto result = token_logprobs(inputs, model->output_weight(), targets, options);
+  const auto place = [&](const at::Tensor& values) {  // [N] -> [B, L], zeros elsewhere, differentiable
+    const auto grid = at::zeros({rows * (length - 1)}, values.options()).index_copy(0, where, values);
+    return at::cat({at::zeros({rows, 1}, values.options()), grid.view({rows, length - 1})}, 1);
+  };
+  TokenLogprobs out;
+  out.logprobs = place(result.logprobs);
+  if (result.entropy.defined()) out.entropy = place(result.entropy);
+  return out;
+}
+
+class Qwen2Policy {
+ public:
+  Qwen2Policy(Qwen2Model model, Tokenizer tokenizer, const Qwen2PolicyOptions& options = {})
+      : model_(std::move(model)), tokenizer_(std::move(tokenizer)), options_(options) {
+    if (options.logprob_chunk_size <= 0) {
+      throw Error("Qwen2PolicyOptions.logprob_chunk_size: expected > 0, found " + std::to_string(options.logprob_chunk_size));
+    }
+    if (tokenizer_.vocab_size() > model_->config().vocab_size) {
+      throw Error(tokenizer_.source() + ": the tokenizer has " + std::to_string(tokenizer_.vocab_size()) +
+                  " ids but the model's vocab_size is " + std::to_string(model_->config().vocab_size) +
+                  "; the tokenizer does not belong to this model");
+    }
+  }
+
+  /// Loads the model (config.json + safetensors) and the tokenizer (tokenizer.json) of one
+  /// Hugging Face folder.
+  static Qwen2Policy load(const std::filesystem::path& folder, const Qwen2LoadOptions& load_options = {},
+                          const Qwen2PolicyOptions& options = {}) {
+    Qwen2Policy policy(load_qwen2(folder, load_options), Tokenizer::from_file(folder), options);
+    policy.source_folder_ = folder;
+    return policy;
+  }
+
+  /// One completion per prompt (already templated text), see grpo/sampling/generate.hpp.
+  std::vector<Generation> generate(std::span<const std::string> prompts, const SamplingOptions& options) {
+    std::vector<std::vector<std::int64_t>> ids;
+    ids.reserve(prompts.size());
+    for (const auto& prompt : prompts) ids.push_back(tokenizer_.encode(prompt, options_.allow_special_in_prompts));
+    return generate_ids(ids, options);
+  }
+
+  /// generate() from token ids.
+  std::vector<Generation> generate_ids(std::span<const std::vector<std::int64_t>> prompt_ids, const SamplingOptions& options) {
+    return grpo::generate(model_, prompt_ids, options, &tokenizer_);
+  }
+
+  /// teacher_forced_logprobs with this policy's chunk size and entropy setting.
+  TokenLogprobs logprobs(const TokenBatch& batch, double temperature) {
+    return teacher_forced_logprobs(model_, batch,
+                                   TokenLogprobOptions{.chunk_size = options_.logprob_chunk_size,
+                                                       .temperature = temperature,
+                                                       .compute_entropy = options_.compute_entropy});
+  }
+
+  /// The trainable tensors, in the model's parameter order (stable).
+  std::vector<at::Tensor> parameters() { return model_->parameters(); }
+
+  /// (name, tensor) pairs, names as in the saved safetensors (model.layers.0..., lm_head.weight).
+  std::vector<std::pair<std::string, at::Tensor>> named_parameters() {
+    std::vector<std::pair<std::string, at::Tensor>> out;
+    for (const auto& item : model_->named_parameters()) out.emplace_back(item.key(), item.value());
+    return out;
+  }
+
+  /// Writes config.json, the safetensors and the tokenizer files (copied from the folder the
+  /// policy was loaded from, if any) into `folder`, atomically.
+  void save_pretrained(const std::filesystem::path& folder, const Qwen2SaveOptions& options = {}) {
+    auto save = options;
+    if (save.copy_files_from.empty()) save.copy_files_from = source_folder_;
+    save_qwen2(model_, folder, save);
+  }
+
+  Qwen2Model& model() { return model_; }
+  const Tokenizer& tokenizer() const { return tokenizer_; }
+  const Qwen2PolicyOptions& options() const { return options_; }
+
+ private:
+  Qwen2Model model_;
+  Tokenizer tokenizer_;
+  Qwen2PolicyOptions options_;
+  std::filesystem::path source_folder_;
+};
+
+static_assert(Policy<Qwen2Policy>, "Qwen2Policy must model grpo::Policy");
+static_assert(CheckpointablePolicy<Qwen2Policy>, "Qwen2Policy must model grpo::CheckpointablePolicy");
+
+}  // namespace grpo

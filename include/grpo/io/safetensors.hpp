@@ -10,10 +10,13 @@
 // Loading copies: a returned tensor never aliases the mapping. Parameters are written in place by
 // optimisers, and a mapped page is read-only (a write would fault) or shared with the page cache;
 // a copy also lets the file be replaced or closed at any time. The copy is the one the target
-// device or dtype needs anyway: CPU + same dtype is one memcpy; a CUDA target gets one
+// device or dtype needs anyway: CPU + same dtype is one pread() into the new tensor (the file
+// descriptor stays open beside the mapping; measured faster than copying out of the mapping);
+// a dtype conversion on the CPU reads the mapped pages directly; a CUDA target gets one
 // host-to-device copy straight from the mapped pages, then converts the dtype on the device.
 // Caveat of mmap: if another process truncates the file while it is mapped, reading the lost
-// pages raises SIGBUS; do not rewrite checkpoints in place (the writers here never do).
+// pages raises SIGBUS (pread reports it as an error); do not rewrite checkpoints in place (the
+// writers here never do).
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -124,18 +127,35 @@ class MappedFile {
       }
       data_ = static_cast<const std::byte*>(address);
     }
-    ::close(fd);
+    fd_ = fd;
   }
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
   ~MappedFile() {
     if (data_ != nullptr) ::munmap(const_cast<std::byte*>(data_), size_);
+    ::close(fd_);
   }
   std::span<const std::byte> bytes() const noexcept { return {data_, size_}; }
+
+  /// Copies bytes [offset, offset + size) of the file into `out` with pread: one kernel copy
+  /// from the page cache, without faulting the mapping's pages in. False if the file shrank.
+  bool read_into(void* out, std::uint64_t offset, std::uint64_t size) const noexcept {
+    auto* target = static_cast<char*>(out);
+    while (size > 0) {
+      const ::ssize_t n = ::pread(fd_, target, size, static_cast<::off_t>(offset));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return false;
+      target += n;
+      offset += static_cast<std::uint64_t>(n);
+      size -= static_cast<std::uint64_t>(n);
+    }
+    return true;
+  }
 
  private:
   const std::byte* data_ = nullptr;
   std::size_t size_ = 0;
+  int fd_ = -1;
 };
 
 /// Rejects BOOL bytes other than 0 and 1: torch's bool must hold exactly those.
@@ -149,22 +169,31 @@ inline void check_bool_bytes(std::span<const std::byte> bytes, const std::string
   }
 }
 
-/// Copies raw little-endian bytes of `info` into a new tensor on the target device and dtype.
-inline at::Tensor tensor_from_bytes(std::span<const std::byte> bytes, const SafetensorsTensorInfo& info,
-                                    const TensorLoadOptions& options, const std::string& where) {
+/// A new tensor holding the little-endian bytes of `info` (`bytes` inside `file`'s mapping) on
+/// the target device and dtype.
+inline at::Tensor tensor_from_bytes(const MappedFile& file, std::span<const std::byte> bytes, std::uint64_t file_offset,
+                                    const SafetensorsTensorInfo& info, const TensorLoadOptions& options,
+                                    const std::string& where) {
   const auto file_type = scalar_type_of(info.dtype);
   const auto target_type = options.dtype.value_or(file_type);
-  if (info.dtype == SafetensorsDtype::boolean) check_bool_bytes(bytes, where);
   try {
-    if (bytes.empty()) {
-      return at::empty(info.shape, at::TensorOptions().dtype(target_type).device(options.device));
-    }
     if (options.device.is_cpu() && target_type == file_type) {
+      // pread, not memcpy from the mapping: the same single copy, ~20% faster on a warm page
+      // cache (no page faults; benchmarks/safetensors_load_bench.cpp), and a file that shrank
+      // since open() gives an error instead of SIGBUS.
       at::Tensor result = at::empty(info.shape, at::TensorOptions().dtype(file_type));
-      std::memcpy(result.data_ptr(), bytes.data(), bytes.size());
+      if (!file.read_into(result.data_ptr(), file_offset, bytes.size())) {
+        throw Error(where + ": the file is shorter than when it was opened (was it overwritten in place?)");
+      }
+      if (info.dtype == SafetensorsDtype::boolean) {
+        check_bool_bytes({static_cast<const std::byte*>(result.data_ptr()), bytes.size()}, where);
+      }
       return result;
     }
-    // A view of the mapped bytes, alive only inside this function; read, never written.
+    if (info.dtype == SafetensorsDtype::boolean) check_bool_bytes(bytes, where);
+    if (bytes.empty()) return at::empty(info.shape, at::TensorOptions().dtype(target_type).device(options.device));
+    // A view of the mapped bytes, alive only inside this function; read, never written. The
+    // conversion or the host-to-device copy reads the mapping directly: no intermediate copy.
     at::Tensor view = at::from_blob(const_cast<std::byte*>(bytes.data()), info.shape,
                                     at::TensorOptions().dtype(file_type));
     if (options.device.is_cpu()) return view.to(target_type, /*non_blocking=*/false, /*copy=*/true);
@@ -230,8 +259,9 @@ class SafetensorsFile {
   /// A new tensor holding `name`, on options.device as options.dtype (never aliasing the mapping).
   /// BOOL data other than 0/1 is rejected.
   at::Tensor tensor(std::string_view name, const TensorLoadOptions& options = {}) const {
-    return detail::tensor_from_bytes(bytes(name), info(name), options,
-                                     detail::tensor_where(path().string(), name));
+    const auto& entry = info(name);
+    return detail::tensor_from_bytes(*state_->mapping, bytes(name), state_->header.data_offset() + entry.data_begin,
+                                     entry, options, detail::tensor_where(path().string(), name));
   }
 
  private:

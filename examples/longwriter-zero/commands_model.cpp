@@ -1,0 +1,369 @@
+// Model subcommands: generate, logprobs, convert (a Hugging Face Qwen2 checkpoint folder).
+//
+// generate and logprobs follow the JSONL conventions of the text subcommands: they read JSON
+// Lines (a file, or standard input) and write one line per non-blank input line to standard
+// output, in order, keeping the input's fields and appending new ones. Rows are processed in
+// batches of --batch-size; the first bad line stops the program with "<source>:<line>: <what>"
+// on standard error and exit code 1 (the batches before it have been written).
+#include <grpo/core/error.hpp>
+#include <grpo/model/qwen2_checkpoint.hpp>
+#include <grpo/model/qwen2_config.hpp>
+#include <grpo/model/qwen2_policy.hpp>
+#include <grpo/sampling/generate.hpp>
+#include <grpo/tokenizer/tokenizer.hpp>
+
+#include <ATen/Context.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "commands.hpp"
+
+namespace {
+
+using Row = nlohmann::ordered_json;
+namespace fs = std::filesystem;
+
+constexpr const char* jsonl_contract =
+    " Reads JSON Lines from --input (default: standard input) and writes one line per non-blank input line to "
+    "standard output, in order, keeping the input's fields and adding new ones. Stops at the first bad line "
+    "with '<source>:<line>: <reason>' and exit code 1.";
+
+struct NumberedRow {
+  Row row;
+  std::size_t line = 0;   // in the input, for messages
+  std::size_t index = 0;  // 0-based among the non-blank rows (a request's default seed offset)
+};
+
+/// Reads the input in batches of `batch_size` rows; `fn(batch, where)` fills the rows, which are
+/// then written in order. `where(row)` gives the "<source>:<line>: " prefix of a row.
+template <class Fn>
+void transform_jsonl_batches(const std::string& input, std::int64_t batch_size, Fn&& fn) {
+  if (batch_size <= 0) throw grpo::Error("--batch-size: expected >= 1, found " + std::to_string(batch_size));
+  const auto stream = lwz::open_input(input);
+  const std::string source = lwz::input_name(input);
+  const auto where = [&](const NumberedRow& r) { return source + ":" + std::to_string(r.line) + ": "; };
+  std::vector<NumberedRow> batch;
+  const auto flush = [&] {
+    if (batch.empty()) return;
+    fn(batch, where);
+    for (const auto& r : batch) std::cout << r.row.dump(-1, ' ', false, Row::error_handler_t::replace) << '\n';
+    std::cout.flush();
+    batch.clear();
+  };
+  std::string text;
+  std::size_t line = 0;
+  std::size_t index = 0;
+  while (std::getline(*stream, text)) {
+    ++line;
+    if (!text.empty() && text.back() == '\r') text.pop_back();
+    if (text.find_first_not_of(" \t") == std::string::npos) continue;
+    NumberedRow r{Row(), line, index++};
+    try {
+      r.row = Row::parse(text);
+    } catch (const Row::parse_error& e) {
+      throw grpo::Error(where(r) + "invalid JSON (" + e.what() + "); each line must be one JSON object");
+    }
+    if (!r.row.is_object()) throw grpo::Error(where(r) + "expected a JSON object, found " + std::string(r.row.type_name()));
+    batch.push_back(std::move(r));
+    if (static_cast<std::int64_t>(batch.size()) == batch_size) flush();
+  }
+  if (stream->bad()) throw grpo::Error(source + ": read error after line " + std::to_string(line));
+  flush();
+}
+
+const std::string& string_field(const Row& row, const std::string& name) {
+  const auto it = row.find(name);
+  if (it == row.end()) throw grpo::Error("field \"" + name + "\" is missing; expected a string");
+  if (!it->is_string()) throw grpo::Error("field \"" + name + "\" must be a string, found " + std::string(it->type_name()));
+  return it->get_ref<const std::string&>();
+}
+
+/// Where the model runs: --device cpu|cuda[:N], --dtype float32|bfloat16|auto.
+struct Placement {
+  std::string device = "cpu";
+  std::string dtype = "auto";
+
+  grpo::Qwen2LoadOptions load_options() const {
+    grpo::Qwen2LoadOptions options;
+    if (device == "cpu") {
+      options.device = c10::kCPU;
+    } else if (device.starts_with("cuda")) {
+      if (!at::hasCUDA()) {
+        throw grpo::Error("--device " + device + ": no CUDA device is available (or this build has no CUDA); use --device cpu");
+      }
+      options.device = c10::Device(device);
+    } else {
+      throw grpo::Error("--device: expected cpu or cuda[:N], found \"" + device + "\"");
+    }
+    if (dtype == "auto") {
+      options.dtype = options.device.is_cuda() ? c10::kBFloat16 : c10::kFloat;
+    } else if (dtype == "float32") {
+      options.dtype = c10::kFloat;
+    } else if (dtype == "bfloat16") {
+      options.dtype = c10::kBFloat16;
+    } else {
+      throw grpo::Error("--dtype: expected float32, bfloat16 or auto, found \"" + dtype + "\"");
+    }
+    return options;
+  }
+
+  void add_to(CLI::App* cmd) {
+    cmd->add_option("--device", device, "cpu or cuda[:N]")->capture_default_str();
+    cmd->add_option("--dtype", dtype, "float32, bfloat16, or auto (bfloat16 on a GPU, float32 on the CPU)")
+        ->capture_default_str();
+  }
+};
+
+/// End-of-sequence ids a checkpoint asks generation to stop at: generation_config.json's
+/// eos_token_id when the folder has one (what transformers' generate() uses), else config.json's.
+std::vector<std::int64_t> default_stop_ids(const fs::path& folder, const grpo::Qwen2Config& config) {
+  std::ifstream file(folder / "generation_config.json", std::ios::binary);
+  if (file) {
+    nlohmann::json generation;
+    try {
+      generation = nlohmann::json::parse(file);
+    } catch (const nlohmann::json::exception& e) {
+      throw grpo::Error((folder / "generation_config.json").string() + ": invalid JSON (" + e.what() + ")");
+    }
+    const auto it = generation.find("eos_token_id");
+    if (it != generation.end() && !it->is_null()) {
+      std::vector<std::int64_t> ids;
+      const auto add = [&](const nlohmann::json& id) {
+        if (!id.is_number_integer()) {
+          throw grpo::Error((folder / "generation_config.json").string() + ": eos_token_id: expected integers, found " +
+                            id.dump());
+        }
+        ids.push_back(id.get<std::int64_t>());
+      };
+      if (it->is_array()) {
+        for (const auto& id : *it) add(id);
+      } else {
+        add(*it);
+      }
+      return ids;
+    }
+  }
+  return config.eos_token_ids;
+}
+
+const char* finish_reason_name(grpo::FinishReason reason) {
+  return reason == grpo::FinishReason::stop ? "stop" : "length";
+}
+
+void add_generate(CLI::App& app) {
+  struct Options {
+    std::string model;
+    std::string input;
+    std::string prompt_field = "prompt";
+    Placement placement;
+    double temperature = 1.0;
+    double top_p = 1.0;
+    std::int64_t top_k = 0;
+    std::int64_t max_new_tokens = 256;
+    std::vector<std::string> stop;
+    std::vector<std::int64_t> stop_token_ids;
+    bool no_default_stop = false;
+    bool greedy = false;
+    std::uint64_t seed = 0;
+    std::int64_t batch_size = 8;
+    bool keep_special = false;
+  };
+  auto o = std::make_shared<Options>();
+  auto* cmd = app.add_subcommand(
+      "generate",
+      std::string("Samples a completion of each row's \"prompt\" (already templated text) with a Qwen2 model and adds "
+                  "\"completion\" (text, cut after a stop string), \"completion_ids\" (sampled ids, a stop token "
+                  "included), \"completion_logprobs\" (their log-probs under the sampling distribution) and "
+                  "\"finish_reason\" (\"stop\" or \"length\"). Row i (0-based) samples with seed --seed + i, or with "
+                  "its integer field \"seed\", so results do not depend on --batch-size.") +
+          jsonl_contract);
+  cmd->add_option("--model", o->model, "Hugging Face checkpoint folder (config.json, safetensors, tokenizer.json)")
+      ->required();
+  cmd->add_option("--input", o->input, "JSONL file, or - for standard input")->default_str("-");
+  cmd->add_option("--prompt-field", o->prompt_field, "the string field holding the prompt")->capture_default_str();
+  o->placement.add_to(cmd);
+  cmd->add_option("--temperature", o->temperature, "softmax temperature (> 0)")->capture_default_str();
+  cmd->add_option("--top-p", o->top_p, "nucleus sampling mass in (0, 1]; 1 = off")->capture_default_str();
+  cmd->add_option("--top-k", o->top_k, "keep the k most likely tokens; 0 = off")->capture_default_str();
+  cmd->add_option("--max-new-tokens", o->max_new_tokens, "most tokens per completion")->capture_default_str();
+  cmd->add_option("--stop", o->stop, "stop string, matched on the decoded text (repeatable), e.g. </answer>");
+  cmd->add_option("--stop-token-id", o->stop_token_ids, "extra stop token id (repeatable)");
+  cmd->add_flag("--no-default-stop", o->no_default_stop,
+                "do not stop at the checkpoint's eos_token_id (generation_config.json, else config.json)");
+  cmd->add_flag("--greedy", o->greedy, "argmax decoding (ignores temperature, top-p, top-k)");
+  cmd->add_option("--seed", o->seed, "seed of row 0; row i uses seed + i")->capture_default_str();
+  cmd->add_option("--batch-size", o->batch_size, "rows generated together")->capture_default_str();
+  cmd->add_flag("--keep-special-tokens", o->keep_special, "keep special tokens in \"completion\"");
+  cmd->callback([o] {
+    const fs::path folder = o->model;
+    auto policy = grpo::Qwen2Policy::load(folder, o->placement.load_options());
+    policy.model()->eval();
+    grpo::SamplingOptions sampling{.temperature = o->temperature,
+                                   .top_p = o->top_p,
+                                   .top_k = o->top_k,
+                                   .max_new_tokens = o->max_new_tokens,
+                                   .stop_token_ids = o->stop_token_ids,
+                                   .stop_strings = o->stop,
+                                   .greedy = o->greedy,
+                                   .skip_special_tokens = !o->keep_special};
+    if (!o->no_default_stop) {
+      for (auto id : default_stop_ids(folder, policy.model()->config())) sampling.stop_token_ids.push_back(id);
+    }
+    grpo::validate_sampling_options(sampling);
+    transform_jsonl_batches(o->input, o->batch_size, [&](std::vector<NumberedRow>& batch, auto&& where) {
+      std::vector<std::string> prompts;
+      auto options = sampling;
+      for (const auto& r : batch) {
+        try {
+          prompts.push_back(string_field(r.row, o->prompt_field));
+          const auto seed = r.row.find("seed");
+          if (seed != r.row.end() && !seed->is_null()) {
+            if (!seed->is_number_integer() || (!seed->is_number_unsigned() && seed->get<std::int64_t>() < 0)) {
+              throw grpo::Error("field \"seed\" must be a non-negative integer, found " + seed->dump());
+            }
+            options.seeds.push_back(seed->get<std::uint64_t>());
+          } else {
+            options.seeds.push_back(o->seed + r.index);
+          }
+        } catch (const grpo::Error& e) {
+          throw grpo::Error(where(r) + e.what());
+        }
+      }
+      const auto generations = policy.generate(prompts, options);
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        auto& row = batch[i].row;
+        row["completion"] = generations[i].text;
+        row["completion_ids"] = generations[i].ids;
+        row["completion_logprobs"] = generations[i].logprobs;
+        row["finish_reason"] = finish_reason_name(generations[i].finish_reason);
+      }
+    });
+  });
+}
+
+void add_logprobs(CLI::App& app) {
+  struct Options {
+    std::string model;
+    std::string input;
+    Placement placement;
+    double temperature = 1.0;
+    std::int64_t batch_size = 8;
+    std::int64_t chunk_size = 1024;
+    bool entropy = false;
+  };
+  auto o = std::make_shared<Options>();
+  auto* cmd = app.add_subcommand(
+      "logprobs",
+      std::string("Scores each row's \"completion\" after its \"prompt\" with a Qwen2 model (teacher forcing) and "
+                  "adds \"logprobs\": log p(token | everything before it) for each completion token, under "
+                  "softmax(logits / --temperature). The prompt is tokenized with special tokens recognised; the "
+                  "completion's ids are the row's \"completion_ids\" when present (as generate writes them), else "
+                  "the tokenized \"completion\".") +
+          jsonl_contract);
+  cmd->add_option("--model", o->model, "Hugging Face checkpoint folder (config.json, safetensors, tokenizer.json)")
+      ->required();
+  cmd->add_option("--input", o->input, "JSONL file, or - for standard input")->default_str("-");
+  o->placement.add_to(cmd);
+  cmd->add_option("--temperature", o->temperature, "divides the logits before the softmax (> 0)")->capture_default_str();
+  cmd->add_option("--batch-size", o->batch_size, "rows scored together")->capture_default_str();
+  cmd->add_option("--chunk-size", o->chunk_size, "tokens per vocabulary chunk of the log-prob computation")
+      ->capture_default_str();
+  cmd->add_flag("--entropy", o->entropy, "also add \"entropy\": the entropy of each completion position");
+  cmd->callback([o] {
+    if (!(o->temperature > 0.0)) throw grpo::Error("--temperature: expected > 0, found " + std::to_string(o->temperature));
+    auto policy = grpo::Qwen2Policy::load(o->model, o->placement.load_options(),
+                                          {.logprob_chunk_size = o->chunk_size, .compute_entropy = o->entropy});
+    policy.model()->eval();
+    const auto vocab = policy.model()->config().vocab_size;
+    transform_jsonl_batches(o->input, o->batch_size, [&](std::vector<NumberedRow>& batch, auto&& where) {
+      std::vector<std::vector<std::int64_t>> prompts, completions;
+      for (const auto& r : batch) {
+        try {
+          prompts.push_back(policy.tokenizer().encode(string_field(r.row, "prompt"), true));
+          if (prompts.back().empty()) throw grpo::Error("field \"prompt\" is empty; the first completion token needs a context");
+          const auto ids = r.row.find("completion_ids");
+          if (ids != r.row.end() && !ids->is_null()) {
+            if (!ids->is_array()) throw grpo::Error("field \"completion_ids\" must be an array of token ids");
+            std::vector<std::int64_t> completion;
+            for (const auto& id : *ids) {
+              if (!id.is_number_integer() || id.get<std::int64_t>() < 0 || id.get<std::int64_t>() >= vocab) {
+                throw grpo::Error("field \"completion_ids\": expected token ids in [0, " + std::to_string(vocab) +
+                                  "), found " + id.dump());
+              }
+              completion.push_back(id.get<std::int64_t>());
+            }
+            completions.push_back(std::move(completion));
+          } else {
+            completions.push_back(policy.tokenizer().encode(string_field(r.row, "completion"), true));
+          }
+        } catch (const grpo::Error& e) {
+          throw grpo::Error(where(r) + e.what());
+        }
+      }
+      const auto token_batch = grpo::make_token_batch(prompts, completions);
+      at::NoGradGuard no_grad;
+      const auto result = policy.logprobs(token_batch, o->temperature);
+      const auto logprobs = result.logprobs.to(at::kCPU).to(at::kDouble).contiguous();
+      const auto entropy = result.entropy.defined() ? result.entropy.to(at::kCPU).to(at::kDouble).contiguous() : at::Tensor();
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        const auto row = static_cast<std::int64_t>(i);
+        const auto start = static_cast<std::int64_t>(prompts[i].size());
+        const auto count = static_cast<std::int64_t>(completions[i].size());
+        const auto* values = logprobs[row].data_ptr<double>() + start;
+        batch[i].row["logprobs"] = std::vector<double>(values, values + count);
+        if (entropy.defined()) {
+          const auto* h = entropy[row].data_ptr<double>() + start;
+          batch[i].row["entropy"] = std::vector<double>(h, h + count);
+        }
+      }
+    });
+  });
+}
+
+void add_convert(CLI::App& app) {
+  struct Options {
+    std::string model;
+    std::string out;
+    std::string dtype = "float32";
+    std::uint64_t max_shard_bytes = 5'000'000'000;
+  };
+  auto o = std::make_shared<Options>();
+  auto* cmd = app.add_subcommand(
+      "convert",
+      "Loads a Qwen2 checkpoint folder (causal LM or sequence classification) and writes it again with grpo's writer: "
+      "another dtype, other shards; the tokenizer and generation files are copied. The result loads in transformers.");
+  cmd->add_option("--model", o->model, "Hugging Face checkpoint folder to read")->required();
+  cmd->add_option("--out", o->out, "folder to write (replaced atomically)")->required();
+  cmd->add_option("--dtype", o->dtype, "float32 or bfloat16")->capture_default_str();
+  cmd->add_option("--max-shard-bytes", o->max_shard_bytes, "largest safetensors shard")->capture_default_str();
+  cmd->callback([o] {
+    Placement placement{.device = "cpu", .dtype = o->dtype};
+    const auto load = placement.load_options();
+    const grpo::Qwen2SaveOptions save{.max_shard_bytes = o->max_shard_bytes, .copy_files_from = o->model};
+    if (grpo::load_qwen2_config(o->model).architecture == grpo::Qwen2Architecture::sequence_classification) {
+      auto model = grpo::load_qwen2_reward_model(o->model, load);
+      grpo::save_qwen2_reward_model(model, o->out, save);
+    } else {
+      auto model = grpo::load_qwen2(o->model, load);
+      grpo::save_qwen2(model, o->out, save);
+    }
+  });
+}
+
+void add_model_commands(CLI::App& app) {
+  add_generate(app);
+  add_logprobs(app);
+  add_convert(app);
+}
+
+const lwz::Registration registration{&add_model_commands};
+
+}  // namespace

@@ -1,0 +1,697 @@
+#pragma once
+// grpo::Tokenizer: byte-level BPE from a Hugging Face tokenizer.json, producing the same ids as
+// the `tokenizers` library (tested against tokenizers 0.23.3 on Qwen2.5's tokenizer and on
+// tokenizers trained in the tests).
+//
+// encode(text) follows tokenizers' Tokenizer::encode step by step:
+//   0. invalid UTF-8 is replaced first, one U+FFFD per maximal invalid subsequence, exactly as
+//      Python's bytes.decode("utf-8", errors="replace") (a Python str, the only input tokenizers
+//      accepts, cannot hold invalid UTF-8; that decode is how such bytes reach it);
+//   1. added tokens with normalized=false are cut out of the raw text (leftmost-longest);
+//   2. each remaining piece is normalized (NFC, NFD, NFKC, NFKD or a sequence of them);
+//   3. added tokens with normalized=true are cut out of the normalized pieces;
+//   4. the pre-tokenizer splits the rest (Split steps by the file's pattern, then ByteLevel);
+//   5. the BPE model turns every piece into ids, merges by rank.
+// The post-processor adds nothing: files whose post_processor would add tokens are rejected.
+// So encode(text, true) == tokenizer.encode(text).ids and encode(text, false) is the same with
+// tokenizer.encode_special_tokens = True (transformers: split_special_tokens=True): added tokens
+// marked "special" are then tokenized as plain text, while non-special added tokens (Qwen's
+// <think>, </think>, <tool_call>, ...) are still matched, as in tokenizers.
+//
+// decode(ids) follows tokenizers' Tokenizer::decode with the ByteLevel decoder: ids that name no
+// token are skipped (a model's embedding table is often larger than its vocabulary), special
+// tokens are skipped on request, the bytes of the tokens are joined, and invalid UTF-8 (a
+// character cut between tokens) becomes U+FFFD per maximal invalid subsequence, as Rust's
+// String::from_utf8_lossy does.
+//
+// A Tokenizer is an immutable, cheaply copyable handle (shared ownership); every member function
+// is safe to call from several threads at once.
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <span>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "grpo/core/error.hpp"
+#include "grpo/text/utf8.hpp"
+#include "grpo/tokenizer/detail/added_vocabulary.hpp"
+#include "grpo/tokenizer/detail/bpe.hpp"
+#include "grpo/tokenizer/detail/normalizer.hpp"
+#include "grpo/tokenizer/detail/pre_tokenizer.hpp"
+#include "grpo/tokenizer/detail/tokenizer_json.hpp"
+
+namespace grpo {
+
+/// One entry of tokenizer.json's "added_tokens".
+struct AddedToken {
+  std::int64_t id = 0;       ///< the token's id
+  std::string content;       ///< the text it stands for
+  bool special = false;      ///< skipped by decode(ids, true); plain text for encode(text, false)
+  bool single_word = false;  ///< only matched where it does not touch a word character on either side
+  bool lstrip = false;       ///< also swallows the white space before it
+  bool rstrip = false;       ///< also swallows the white space after it
+  bool normalized = false;   ///< matched in the normalized text instead of the raw text
+};
+
+namespace detail {
+
+struct TokenizerData {
+  std::string source;  ///< where it was loaded from, for messages
+  Normalizer normalizer;
+  PreTokenizer pre_tokenizer;
+  BpeModel model;
+  std::vector<AddedToken> added_tokens;     ///< in file order
+  /// Parallel to added_tokens: the string tokenizers' id_to_token and decode use, the content
+  /// normalized when the token is normalized=true.
+  std::vector<std::string> added_token_strings;
+  std::vector<AddedTokenRule> added_rules;  ///< parallel to added_tokens
+  AddedTokenMatcher raw_matcher;            ///< normalized=false tokens, on the raw text
+  AddedTokenMatcher normalized_matcher;     ///< normalized=true tokens, on normalized pieces
+  StringIdMap added_ids;                    ///< content -> id
+  std::string decode_bytes;                 ///< concatenated bytes of every id (ByteLevel decoder)
+  std::vector<std::uint32_t> decode_offsets;  ///< id -> [offsets[id], offsets[id + 1]) in decode_bytes
+  std::vector<std::uint8_t> id_flags;       ///< bit 0: the id names a token; bit 1: it is special
+  std::optional<std::int64_t> bos_id, eos_id, pad_id, unk_id;
+};
+
+struct EncodeScratch {
+  std::string sanitized;
+  std::string normalized;
+  std::string normalize_scratch;
+  PreTokenizerScratch pre_tokenizer;
+  BpeScratch bpe;
+};
+
+inline EncodeScratch& encode_scratch() {
+  thread_local EncodeScratch scratch;
+  return scratch;
+}
+
+using json = nlohmann::json;
+
+/// Reads tokenizer.json, naming `source` and the JSON path of every problem.
+class TokenizerLoader {
+ public:
+  TokenizerLoader(std::string source) : source_(std::move(source)) {}
+
+  /// `streamed`: model.vocab/merges already read by parse_tokenizer_json (else taken from `root`).
+  std::shared_ptr<TokenizerData> load(const json& root, const json& config, const ModelTables* streamed = nullptr) {
+    auto data = std::make_shared<TokenizerData>();
+    data->source = source_;
+    if (!root.is_object()) fail("", "expected a JSON object at the top level", root);
+    for (const char* key : {"truncation", "padding"}) {
+      auto it = root.find(key);
+      if (it != root.end() && !it->is_null()) {
+        fail(key, "expected null (grpo encodes whole texts; truncate or pad the ids yourself)", *it);
+      }
+    }
+    const json& model = require(root, "model", "model");
+    ModelTables extracted;
+    if (streamed == nullptr) extract_model_tables(model, source_, extracted);
+    load_model(model, streamed != nullptr ? *streamed : extracted, data->model);
+    load_normalizer(root.contains("normalizer") ? root["normalizer"] : json(), "normalizer", data->normalizer);
+    load_pre_tokenizer(root.contains("pre_tokenizer") ? root["pre_tokenizer"] : json(), data->pre_tokenizer);
+    check_post_processor(root.contains("post_processor") ? root["post_processor"] : json(), "post_processor");
+    check_decoder(root.contains("decoder") ? root["decoder"] : json());
+    load_added_tokens(root.contains("added_tokens") ? root["added_tokens"] : json::array(), *data);
+    build_decode_table(*data);
+    load_config(config, *data);
+    return data;
+  }
+
+ private:
+  [[noreturn]] void fail(std::string_view field, std::string_view expected, const json& found) const {
+    std::string shown = found.is_discarded() ? std::string("nothing") : found.dump();
+    if (shown.size() > 120) shown = shown.substr(0, 117) + "...";
+    throw Error(source_ + ": " + (field.empty() ? std::string() : std::string(field) + ": ") + std::string(expected) +
+                ", found " + shown);
+  }
+  [[noreturn]] void fail(std::string_view field, std::string_view message) const {
+    throw Error(source_ + ": " + std::string(field) + ": " + std::string(message));
+  }
+
+  const json& require(const json& object, const char* key, const std::string& field) const {
+    if (!object.is_object()) fail(parent_of(field), "expected a JSON object", object);
+    auto it = object.find(key);
+    if (it == object.end()) fail(field, "is missing; it is required");
+    return *it;
+  }
+  static std::string parent_of(const std::string& field) {
+    const auto dot = field.rfind('.');
+    return dot == std::string::npos ? field : field.substr(0, dot);
+  }
+  bool get_bool(const json& object, const char* key, const std::string& prefix, bool fallback) const {
+    auto it = object.find(key);
+    if (it == object.end() || it->is_null()) return fallback;
+    if (!it->is_boolean()) fail(prefix + "." + key, "expected true or false", *it);
+    return it->get<bool>();
+  }
+  std::string get_string_or_empty(const json& object, const char* key, const std::string& prefix) const {
+    auto it = object.find(key);
+    if (it == object.end() || it->is_null()) return {};
+    if (!it->is_string()) fail(prefix + "." + key, "expected a string or null", *it);
+    return it->get<std::string>();
+  }
+  std::string type_of(const json& object, const std::string& field) const {
+    if (!object.is_object()) fail(field, "expected a JSON object", object);
+    auto it = object.find("type");
+    if (it == object.end() || !it->is_string()) fail(field + ".type", "expected a string naming the type", it == object.end() ? json() : *it);
+    return it->get<std::string>();
+  }
+
+  void load_model(const json& model, const ModelTables& tables, BpeModel& bpe) {
+    if (!model.is_object()) fail("model", "expected a JSON object", model);
+    auto type = model.find("type");
+    if (type != model.end() && (!type->is_string() || type->get<std::string>() != "BPE")) {
+      fail("model.type", "expected \"BPE\" (grpo implements byte-level BPE tokenizers only)", *type);
+    }
+    if (auto it = model.find("dropout"); it != model.end() && !it->is_null()) {
+      if (!it->is_number() || it->get<double>() != 0.0) {
+        fail("model.dropout", "expected null or 0 (BPE dropout makes encoding random; remove it for inference)", *it);
+      }
+    }
+    bpe.fuse_unk = get_bool(model, "fuse_unk", "model", false);
+    bpe.byte_fallback = get_bool(model, "byte_fallback", "model", false);
+    bpe.ignore_merges = get_bool(model, "ignore_merges", "model", false);
+    bpe.continuing_subword_prefix = get_string_or_empty(model, "continuing_subword_prefix", "model");
+    bpe.end_of_word_suffix = get_string_or_empty(model, "end_of_word_suffix", "model");
+
+    if (!tables.has_vocab) {
+      fail("model.vocab", "expected an object mapping token strings to ids", model.contains("vocab") ? model["vocab"] : json());
+    }
+    std::size_t key_bytes = 0;
+    std::int64_t max_id = -1;
+    for (const auto& [token, id] : tables.vocab) {
+      key_bytes += token.size();
+      max_id = std::max(max_id, id);
+    }
+    bpe.vocab.reserve(tables.vocab.size(), key_bytes);
+    std::vector<bool> used(static_cast<std::size_t>(max_id + 1), false);
+    for (const auto& [token, id] : tables.vocab) {
+      if (used[static_cast<std::size_t>(id)]) {
+        fail("model.vocab[\"" + token + "\"]",
+             "id " + std::to_string(id) + " is already used by another token; every id must name one token");
+      }
+      used[static_cast<std::size_t>(id)] = true;
+      if (!bpe.vocab.insert(token, static_cast<std::int32_t>(id))) fail("model.vocab[\"" + token + "\"]", "the token appears twice");
+    }
+    bpe.tokens.assign(static_cast<std::size_t>(max_id + 1), std::string_view());
+    bpe.vocab.for_each([&](std::string_view token, std::int32_t id) { bpe.tokens[static_cast<std::size_t>(id)] = token; });
+
+    if (auto it = model.find("unk_token"); it != model.end() && !it->is_null()) {
+      if (!it->is_string()) fail("model.unk_token", "expected a string or null", *it);
+      const std::int32_t id = bpe.vocab.find(it->get<std::string>());
+      if (id < 0) fail("model.unk_token", "names no token of model.vocab; add it to the vocabulary or set null", *it);
+      bpe.unk_id = id;
+    }
+
+    if (!tables.has_merges) {
+      fail("model.merges", "expected an array of merges", model.contains("merges") ? model["merges"] : json());
+    }
+    bpe.merges.reserve(tables.merges.size());
+    const std::size_t prefix_length = bpe.continuing_subword_prefix.size();
+    std::string merged;
+    for (std::size_t rank = 0; rank < tables.merges.size(); ++rank) {
+      const auto field = [rank] { return "model.merges[" + std::to_string(rank) + "]"; };
+      const std::string_view left = tables.merges[rank].first;
+      const std::string_view right = tables.merges[rank].second;
+      const std::int32_t left_id = bpe.vocab.find(left);
+      const std::int32_t right_id = bpe.vocab.find(right);
+      if (left_id < 0 || right_id < 0) {
+        fail(field(), "the token \"" + std::string(left_id < 0 ? left : right) + "\" is not in model.vocab");
+      }
+      if (right.size() < prefix_length) fail(field(), "the right token is shorter than continuing_subword_prefix");
+      merged.assign(left);
+      merged.append(right.substr(prefix_length));
+      const std::int32_t new_id = bpe.vocab.find(merged);
+      if (new_id < 0) fail(field(), "the merged token \"" + merged + "\" is not in model.vocab");
+      bpe.merges.insert_or_assign(left_id, right_id, MergeRule{static_cast<std::uint32_t>(rank), new_id});
+    }
+    bpe.finalize();
+  }
+
+  void load_normalizer(const json& node, const std::string& field, Normalizer& out) {
+    std::vector<NormalizationForm> forms;
+    collect_forms(node, field, forms);
+    out = Normalizer(std::move(forms));
+  }
+  void collect_forms(const json& node, const std::string& field, std::vector<NormalizationForm>& forms) {
+    if (node.is_null()) return;
+    const std::string type = type_of(node, field);
+    if (type == "NFC") {
+      forms.push_back(NormalizationForm::nfc);
+    } else if (type == "NFD") {
+      forms.push_back(NormalizationForm::nfd);
+    } else if (type == "NFKC") {
+      forms.push_back(NormalizationForm::nfkc);
+    } else if (type == "NFKD") {
+      forms.push_back(NormalizationForm::nfkd);
+    } else if (type == "Sequence") {
+      const json& list = require(node, "normalizers", field + ".normalizers");
+      if (!list.is_array()) fail(field + ".normalizers", "expected an array", list);
+      for (std::size_t k = 0; k < list.size(); ++k) collect_forms(list[k], field + ".normalizers[" + std::to_string(k) + "]", forms);
+    } else {
+      fail(field + ".type", "expected NFC, NFD, NFKC, NFKD or Sequence (other normalizers are not supported)", json(type));
+    }
+  }
+
+  void load_pre_tokenizer(const json& node, PreTokenizer& out) {
+    std::vector<SplitStep> splits;
+    std::optional<ByteLevelStep> byte_level;
+    std::vector<std::pair<const json*, std::string>> steps;
+    if (node.is_null()) {
+      fail("pre_tokenizer", "expected a ByteLevel pre-tokenizer (grpo implements byte-level BPE only)", node);
+    }
+    if (type_of(node, "pre_tokenizer") == "Sequence") {
+      const json& list = require(node, "pretokenizers", "pre_tokenizer.pretokenizers");
+      if (!list.is_array()) fail("pre_tokenizer.pretokenizers", "expected an array", list);
+      for (std::size_t k = 0; k < list.size(); ++k) steps.emplace_back(&list[k], "pre_tokenizer.pretokenizers[" + std::to_string(k) + "]");
+    } else {
+      steps.emplace_back(&node, "pre_tokenizer");
+    }
+    for (const auto& [step, field] : steps) {
+      const std::string type = type_of(*step, field);
+      if (byte_level) fail(field + ".type", "ByteLevel must be the last pre-tokenizer; found a step after it", json(type));
+      if (type == "Split") {
+        splits.push_back(load_split(*step, field));
+      } else if (type == "ByteLevel") {
+        ByteLevelStep b;
+        b.add_prefix_space = get_bool(*step, "add_prefix_space", field, true);
+        if (get_bool(*step, "use_regex", field, true)) b.regex.emplace(std::string(gpt2_pattern), true, field + " (GPT-2 pattern)");
+        byte_level = std::move(b);
+      } else {
+        fail(field + ".type", "expected Split or ByteLevel (other pre-tokenizers are not supported)", json(type));
+      }
+    }
+    if (!byte_level) fail("pre_tokenizer", "expected a ByteLevel step (grpo implements byte-level BPE only)", node);
+    out = PreTokenizer(std::move(splits), std::move(byte_level));
+  }
+
+  SplitStep load_split(const json& step, const std::string& field) {
+    const json& pattern = require(step, "pattern", field + ".pattern");
+    std::string source;
+    bool is_regex = false;
+    if (pattern.is_object() && pattern.size() == 1 && pattern.contains("Regex") && pattern["Regex"].is_string()) {
+      source = pattern["Regex"].get<std::string>();
+      is_regex = true;
+    } else if (pattern.is_object() && pattern.size() == 1 && pattern.contains("String") && pattern["String"].is_string()) {
+      source = pattern["String"].get<std::string>();
+    } else {
+      fail(field + ".pattern", "expected {\"Regex\": \"...\"} or {\"String\": \"...\"}", pattern);
+    }
+    const json& behavior = require(step, "behavior", field + ".behavior");
+    SplitBehavior b;
+    const std::string name = behavior.is_string() ? behavior.get<std::string>() : std::string();
+    if (name == "Isolated") {
+      b = SplitBehavior::isolated;
+    } else if (name == "Removed") {
+      b = SplitBehavior::removed;
+    } else if (name == "MergedWithPrevious") {
+      b = SplitBehavior::merged_with_previous;
+    } else if (name == "MergedWithNext") {
+      b = SplitBehavior::merged_with_next;
+    } else if (name == "Contiguous") {
+      b = SplitBehavior::contiguous;
+    } else {
+      fail(field + ".behavior", "expected Isolated, Removed, MergedWithPrevious, MergedWithNext or Contiguous", behavior);
+    }
+    return SplitStep{SplitPattern(std::move(source), is_regex, field + ".pattern"), b, get_bool(step, "invert", field, false)};
+  }
+
+  void check_post_processor(const json& node, const std::string& field) {
+    if (node.is_null()) return;
+    const std::string type = type_of(node, field);
+    if (type == "ByteLevel") return;  // only adjusts offsets
+    if (type == "Sequence") {
+      const json& list = require(node, "processors", field + ".processors");
+      if (!list.is_array()) fail(field + ".processors", "expected an array", list);
+      for (std::size_t k = 0; k < list.size(); ++k) check_post_processor(list[k], field + ".processors[" + std::to_string(k) + "]");
+      return;
+    }
+    fail(field + ".type",
+         "expected null or ByteLevel (post-processors that add tokens, e.g. TemplateProcessing, are not supported: "
+         "add BOS/EOS ids yourself and remove the post_processor)",
+         json(type));
+  }
+
+  void check_decoder(const json& node) {
+    if (node.is_null()) fail("decoder", "expected a ByteLevel decoder (grpo implements byte-level BPE only)", node);
+    const std::string type = type_of(node, "decoder");
+    if (type != "ByteLevel") fail("decoder.type", "expected ByteLevel (other decoders are not supported)", json(type));
+  }
+
+  /// tokenizers' AddedVocabulary::add_tokens: a token already in the vocabulary keeps its id,
+  /// a new one gets the next id after the model vocabulary and the added tokens so far. The file's
+  /// ids must agree (tokenizers would silently use its own; we refuse instead).
+  void load_added_tokens(const json& list, TokenizerData& data) {
+    if (!list.is_array()) fail("added_tokens", "expected an array", list);
+    const auto model_size = static_cast<std::int64_t>(data.model.vocab.size());
+    std::int64_t max_added = -1;
+    std::vector<std::string> normalized_contents;
+    for (std::size_t k = 0; k < list.size(); ++k) {
+      const json& t = list[k];
+      const std::string field = "added_tokens[" + std::to_string(k) + "]";
+      if (!t.is_object()) fail(field, "expected a JSON object", t);
+      AddedToken token;
+      const json& content = require(t, "content", field + ".content");
+      if (!content.is_string()) fail(field + ".content", "expected a string", content);
+      token.content = content.get<std::string>();
+      if (!utf8::is_valid(token.content)) fail(field + ".content", "is not valid UTF-8");
+      const json& id = require(t, "id", field + ".id");
+      if (!id.is_number_integer() || id.get<std::int64_t>() < 0 || id.get<std::int64_t>() >= (std::int64_t{1} << 31)) {
+        fail(field + ".id", "expected an id in [0, 2^31)", id);
+      }
+      token.id = id.get<std::int64_t>();
+      token.special = get_bool(t, "special", field, false);
+      token.single_word = get_bool(t, "single_word", field, false);
+      token.lstrip = get_bool(t, "lstrip", field, false);
+      token.rstrip = get_bool(t, "rstrip", field, false);
+      token.normalized = get_bool(t, "normalized", field, true);
+      if (token.content.empty()) continue;  // tokenizers ignores empty added tokens
+      std::int64_t expected = data.added_ids.find(token.content);
+      if (expected >= 0) fail(field + ".content", "\"" + token.content + "\" is added twice; keep one entry");
+      expected = data.model.vocab.find(token.content);
+      if (expected < 0) expected = max_added < 0 ? model_size : (max_added >= model_size || model_size == 0 ? max_added + 1 : model_size);
+      if (expected != token.id) {
+        fail(field + ".id", "Hugging Face tokenizers would give \"" + token.content + "\" the id " + std::to_string(expected) +
+                                " (the id of the same model token, else the next id after the vocabulary and the added tokens "
+                                "before it), but the file says " + std::to_string(token.id) + "; fix the file");
+      }
+      max_added = std::max(max_added, token.id);
+      data.added_ids.insert(token.content, static_cast<std::int32_t>(token.id));
+      data.added_rules.push_back(AddedTokenRule{static_cast<std::int32_t>(token.id), token.special, token.single_word,
+                                                token.lstrip, token.rstrip});
+      const auto rule = static_cast<std::int32_t>(data.added_tokens.size());
+      if (token.normalized) {
+        std::string storage, scratch;
+        const std::string pattern(data.normalizer.apply(token.content, storage, scratch));
+        if (!pattern.empty()) data.normalized_matcher.add(pattern, rule);
+        data.added_token_strings.push_back(pattern);
+      } else {
+        data.raw_matcher.add(token.content, rule);
+        data.added_token_strings.push_back(token.content);
+      }
+      data.added_tokens.push_back(std::move(token));
+    }
+  }
+
+  void build_decode_table(TokenizerData& data) {
+    std::int64_t size = static_cast<std::int64_t>(data.model.tokens.size());
+    for (const AddedToken& t : data.added_tokens) size = std::max(size, t.id + 1);
+    std::vector<std::string_view> token_of(static_cast<std::size_t>(size));
+    for (std::size_t id = 0; id < data.model.tokens.size(); ++id) token_of[id] = data.model.tokens[id];
+    // Added tokens win over the model's token of the same id, as in tokenizers; it decodes a
+    // normalized added token from its normalized content.
+    for (std::size_t k = 0; k < data.added_tokens.size(); ++k) {
+      token_of[static_cast<std::size_t>(data.added_tokens[k].id)] = data.added_token_strings[k];
+    }
+    StringIdMap special_contents;
+    for (const AddedToken& t : data.added_tokens) {
+      if (t.special) special_contents.insert(t.content, 1);
+    }
+    data.decode_offsets.assign(static_cast<std::size_t>(size) + 1, 0);
+    data.id_flags.assign(static_cast<std::size_t>(size), 0);
+    data.decode_bytes.reserve(static_cast<std::size_t>(size) * 4);
+    for (std::size_t id = 0; id < token_of.size(); ++id) {
+      data.decode_offsets[id] = static_cast<std::uint32_t>(data.decode_bytes.size());
+      // A vocabulary gap (or an empty token) names nothing: decode skips it, as tokenizers does.
+      if (token_of[id].empty()) continue;
+      data.id_flags[id] = 1 | (special_contents.find(token_of[id]) >= 0 ? 2 : 0);
+      data.decode_bytes += byte_level_token_bytes(token_of[id]);
+    }
+    data.decode_offsets[token_of.size()] = static_cast<std::uint32_t>(data.decode_bytes.size());
+  }
+
+  /// tokenizer_config.json's bos/eos/pad/unk tokens: a string, {"content": ...} or null.
+  void load_config(const json& config, TokenizerData& data) {
+    if (config.is_null()) return;
+    if (!config.is_object()) fail("tokenizer_config.json", "expected a JSON object", config);
+    const auto id_of = [&](const char* key) -> std::optional<std::int64_t> {
+      auto it = config.find(key);
+      if (it == config.end() || it->is_null()) return std::nullopt;
+      std::string content;
+      if (it->is_string()) {
+        content = it->get<std::string>();
+      } else if (it->is_object() && it->contains("content") && (*it)["content"].is_string()) {
+        content = (*it)["content"].get<std::string>();
+      } else {
+        fail(std::string("tokenizer_config.json: ") + key, "expected a token string, {\"content\": ...} or null", *it);
+      }
+      std::int64_t id = data.added_ids.find(content);
+      if (id < 0) id = data.model.vocab.find(content);
+      if (id < 0) fail(std::string("tokenizer_config.json: ") + key, "\"" + content + "\" is not a token of tokenizer.json");
+      return id;
+    };
+    data.bos_id = id_of("bos_token");
+    data.eos_id = id_of("eos_token");
+    data.pad_id = id_of("pad_token");
+    data.unk_id = id_of("unk_token");
+  }
+
+  std::string source_;
+};
+
+}  // namespace detail
+
+class Tokenizer {
+ public:
+  /// Loads `path`: a tokenizer.json, or a folder holding one. A tokenizer_config.json beside it,
+  /// if present, supplies bos/eos/pad/unk tokens.
+  static Tokenizer from_file(const std::filesystem::path& path) {
+    std::filesystem::path file = path;
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec)) file = path / "tokenizer.json";
+    const std::string text = read_file(file);
+    nlohmann::json config;
+    const std::filesystem::path config_path = file.parent_path() / "tokenizer_config.json";
+    if (std::filesystem::is_regular_file(config_path, ec)) {
+      config = parse_json(read_file(config_path), config_path.string());
+    }
+    detail::ModelTables tables;
+    const nlohmann::json root = detail::parse_tokenizer_json(text, file.string(), tables);
+    return Tokenizer(detail::TokenizerLoader(file.string()).load(root, config, &tables));
+  }
+
+  /// Builds a tokenizer from parsed tokenizer.json (and optionally tokenizer_config.json);
+  /// `source` names it in error messages.
+  static Tokenizer from_json(const nlohmann::json& tokenizer_json, std::string_view source = "tokenizer.json",
+                             const nlohmann::json& tokenizer_config = nullptr) {
+    return Tokenizer(detail::TokenizerLoader(std::string(source)).load(tokenizer_json, tokenizer_config));
+  }
+
+  /// The ids of `text` (any bytes; see the file comment for invalid UTF-8). With
+  /// allow_special = false, special added tokens in the text are tokenized as plain text.
+  std::vector<std::int64_t> encode(std::string_view text, bool allow_special = true) const {
+    std::vector<std::int64_t> ids;
+    ids.reserve(text.size() / 3 + 4);
+    encode_into(text, ids, allow_special);
+    return ids;
+  }
+
+  /// Appends the ids of `text` to `out`.
+  void encode_into(std::string_view text, std::vector<std::int64_t>& out, bool allow_special = true) const {
+    const detail::TokenizerData& d = *data_;
+    detail::EncodeScratch& scratch = detail::encode_scratch();
+    std::string_view input = text;
+    if (utf8::first_invalid(text) != std::string_view::npos) {
+      scratch.sanitized = utf8::sanitize(text);
+      input = scratch.sanitized;
+    }
+    const auto encode_plain = [&](std::string_view piece) {
+      d.pre_tokenizer.for_each_piece(piece, scratch.pre_tokenizer,
+                                     [&](std::string_view word) { d.model.encode_piece(word, out, scratch.bpe); });
+    };
+    const auto encode_raw_piece = [&](std::string_view piece) {
+      const std::string_view normalized = d.normalizer.apply(piece, scratch.normalized, scratch.normalize_scratch);
+      if (d.normalized_matcher.empty()) {
+        encode_plain(normalized);
+        return;
+      }
+      d.normalized_matcher.split(normalized, d.added_rules, !allow_special,
+                                 [&](std::size_t start, std::size_t end, std::int32_t rule) {
+                                   if (rule >= 0) {
+                                     out.push_back(d.added_rules[static_cast<std::size_t>(rule)].id);
+                                   } else {
+                                     encode_plain(normalized.substr(start, end - start));
+                                   }
+                                 });
+    };
+    if (d.raw_matcher.empty()) {
+      encode_raw_piece(input);
+      return;
+    }
+    d.raw_matcher.split(input, d.added_rules, !allow_special, [&](std::size_t start, std::size_t end, std::int32_t rule) {
+      if (rule >= 0) {
+        out.push_back(d.added_rules[static_cast<std::size_t>(rule)].id);
+      } else {
+        encode_raw_piece(input.substr(start, end - start));
+      }
+    });
+  }
+
+  /// encode() of every text; `threads` > 1 spreads the texts over that many threads (0: all cores).
+  std::vector<std::vector<std::int64_t>> encode_batch(std::span<const std::string> texts, bool allow_special = true,
+                                                      std::size_t threads = 1) const {
+    std::vector<std::vector<std::int64_t>> result(texts.size());
+    if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+    threads = std::min(threads, texts.size());
+    if (threads <= 1) {
+      for (std::size_t k = 0; k < texts.size(); ++k) result[k] = encode(texts[k], allow_special);
+      return result;
+    }
+    std::vector<std::thread> workers;
+    std::vector<std::exception_ptr> errors(threads);
+    for (std::size_t w = 0; w < threads; ++w) {
+      workers.emplace_back([&, w] {
+        try {
+          for (std::size_t k = w; k < texts.size(); k += threads) result[k] = encode(texts[k], allow_special);
+        } catch (...) {
+          errors[w] = std::current_exception();
+        }
+      });
+    }
+    for (auto& worker : workers) worker.join();
+    for (auto& error : errors) {
+      if (error) std::rethrow_exception(error);
+    }
+    return result;
+  }
+
+  /// The text of `ids`: ids naming no token are skipped, special tokens too when asked; bytes
+  /// that do not form UTF-8 become U+FFFD (one per maximal invalid subsequence).
+  std::string decode(std::span<const std::int64_t> ids, bool skip_special = false) const {
+    std::string bytes;
+    bytes.reserve(ids.size() * 4);
+    for (std::int64_t id : ids) append_token_bytes(bytes, id, skip_special);
+    return utf8::sanitize(bytes);
+  }
+
+  /// The raw bytes `id` contributes to decode() (not necessarily valid UTF-8 on their own);
+  /// empty for ids that name no token.
+  std::string_view token_bytes(std::int64_t id) const noexcept {
+    const detail::TokenizerData& d = *data_;
+    if (id < 0 || static_cast<std::uint64_t>(id) >= d.id_flags.size()) return {};
+    const auto k = static_cast<std::size_t>(id);
+    return std::string_view(d.decode_bytes).substr(d.decode_offsets[k], d.decode_offsets[k + 1] - d.decode_offsets[k]);
+  }
+
+  /// Appends token_bytes(id) unless the id names no token, or is special and skip_special.
+  void append_token_bytes(std::string& out, std::int64_t id, bool skip_special = false) const {
+    const detail::TokenizerData& d = *data_;
+    if (id < 0 || static_cast<std::uint64_t>(id) >= d.id_flags.size()) return;
+    const std::uint8_t flags = d.id_flags[static_cast<std::size_t>(id)];
+    if (!(flags & 1) || (skip_special && (flags & 2))) return;
+    out += token_bytes(id);
+  }
+
+  /// The id of a token string as tokenizer.json spells it (added tokens first, then the model
+  /// vocabulary, byte-level spelling: " hello" is "Ġhello"), or nullopt.
+  std::optional<std::int64_t> token_to_id(std::string_view token) const {
+    std::int64_t id = data_->added_ids.find(token);
+    if (id < 0) id = data_->model.vocab.find(token);
+    if (id < 0) return std::nullopt;
+    return id;
+  }
+
+  /// The token string of `id` as tokenizers' id_to_token gives it (byte-level spelling for
+  /// model tokens; an added token's content, normalized if the token is normalized), or nullopt.
+  std::optional<std::string_view> id_to_token(std::int64_t id) const {
+    const detail::TokenizerData& d = *data_;
+    if (id < 0) return std::nullopt;
+    for (std::size_t k = 0; k < d.added_tokens.size(); ++k) {
+      if (d.added_tokens[k].id == id) return std::string_view(d.added_token_strings[k]);
+    }
+    if (static_cast<std::uint64_t>(id) >= d.model.tokens.size() || d.model.tokens[static_cast<std::size_t>(id)].empty()) {
+      return std::nullopt;
+    }
+    return d.model.tokens[static_cast<std::size_t>(id)];
+  }
+
+  /// One past the largest id (model vocabulary and added tokens): the embedding rows it needs.
+  /// Equals tokenizers' get_vocab_size(with_added_tokens=True) when ids have no gaps.
+  std::int64_t vocab_size() const noexcept { return static_cast<std::int64_t>(data_->id_flags.size()); }
+
+  /// The added tokens, in tokenizer.json order.
+  std::span<const AddedToken> added_tokens() const noexcept { return data_->added_tokens; }
+
+  /// True when `id` is a special token (skipped by decode(ids, true)).
+  bool is_special(std::int64_t id) const noexcept {
+    const detail::TokenizerData& d = *data_;
+    return id >= 0 && static_cast<std::uint64_t>(id) < d.id_flags.size() && (d.id_flags[static_cast<std::size_t>(id)] & 2);
+  }
+
+  /// Ids of the special added tokens, ascending.
+  std::vector<std::int64_t> special_token_ids() const {
+    std::vector<std::int64_t> ids;
+    for (const AddedToken& t : data_->added_tokens) {
+      if (t.special) ids.push_back(t.id);
+    }
+    std::sort(ids.begin(), ids.end());
+    return ids;
+  }
+
+  /// Tokens named by tokenizer_config.json (from_file with the file present), else nullopt.
+  std::optional<std::int64_t> bos_token_id() const noexcept { return data_->bos_id; }
+  std::optional<std::int64_t> eos_token_id() const noexcept { return data_->eos_id; }
+  std::optional<std::int64_t> pad_token_id() const noexcept { return data_->pad_id; }
+  std::optional<std::int64_t> unk_token_id() const noexcept { return data_->unk_id; }
+
+  /// The normalizer alone (after replacing invalid UTF-8): tokenizers' normalizer.normalize_str.
+  std::string normalize(std::string_view text) const {
+    const std::string valid = utf8::sanitize(text);
+    std::string storage, scratch;
+    return std::string(data_->normalizer.apply(valid, storage, scratch));
+  }
+
+  /// The pre-tokenizer alone: the pieces of `text` as raw UTF-8 (tokenizers' pre_tokenize_str
+  /// spells them byte-level: " a" there is "Ġa" here).
+  std::vector<std::string> pre_tokenize(std::string_view text) const {
+    const std::string valid = utf8::sanitize(text);
+    std::vector<std::string> pieces;
+    detail::PreTokenizerScratch scratch;
+    data_->pre_tokenizer.for_each_piece(valid, scratch, [&](std::string_view piece) { pieces.emplace_back(piece); });
+    return pieces;
+  }
+
+  /// Where the tokenizer was loaded from.
+  const std::string& source() const noexcept { return data_->source; }
+
+ private:
+  explicit Tokenizer(std::shared_ptr<const detail::TokenizerData> data) : data_(std::move(data)) {}
+
+  static std::string read_file(const std::filesystem::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+      throw Error(path.string() + ": cannot open for reading; pass a tokenizer.json or a folder holding one");
+    }
+    std::ostringstream buffer;
+    buffer << in.rdbuf();
+    if (in.bad()) throw Error(path.string() + ": read error");
+    return std::move(buffer).str();
+  }
+
+  static nlohmann::json parse_json(const std::string& text, const std::string& source) {
+    try {
+      return nlohmann::json::parse(text);
+    } catch (const nlohmann::json::parse_error& e) {
+      throw Error(source + ": invalid JSON (" + e.what() + "); the file is damaged or truncated");
+    }
+  }
+
+  std::shared_ptr<const detail::TokenizerData> data_;
+};
+
+}  // namespace grpo

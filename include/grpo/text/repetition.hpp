@@ -66,7 +66,7 @@ constexpr bool is_cjk_unit_char(char32_t c) noexcept {
          (c >= 0xAC00 && c <= 0xD7AF) || (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x20000 && c <= 0x3FFFF);
 }
 
-constexpr std::uint64_t mix64(std::uint64_t x) noexcept {  // splitmix64 finaliser
+constexpr std::uint64_t splitmix64(std::uint64_t x) noexcept {  // splitmix64 finaliser
   x ^= x >> 30;
   x *= 0xBF58476D1CE4E5B9ULL;
   x ^= x >> 27;
@@ -123,7 +123,7 @@ inline void split_units(std::string_view text, std::vector<std::uint64_t>& units
   std::uint64_t word_hash = 0;
   bool in_word = false;
   const auto end_word = [&] {
-    if (in_word) units.push_back(mix64(word_hash));
+    if (in_word) units.push_back(splitmix64(word_hash));
     in_word = false;
   };
   const auto end_paragraph = [&] {
@@ -141,7 +141,7 @@ inline void split_units(std::string_view text, std::vector<std::uint64_t>& units
       end_paragraph();
     } else if (is_cjk_unit_char(c)) {
       end_word();
-      units.push_back(mix64(0x9E3779B97F4A7C15ULL ^ c));
+      units.push_back(splitmix64(0x9E3779B97F4A7C15ULL ^ c));
       ++current.cjk_units;
     } else if (is_word_char(c)) {
       if (c >= 'A' && c <= 'Z') c += 'a' - 'A';
@@ -193,7 +193,7 @@ inline RepetitionReport measure_repetition(std::string_view text, const Repetiti
     std::size_t already_seen = 0;
     for (std::size_t s = 0; s < shingles; ++s) {
       std::uint64_t h = 0x6A09E667F3BCC909ULL + n;  // n in the seed: different n never collide by design
-      for (std::size_t k = 0; k < n; ++k) h = detail::mix64(h ^ units[p.first_unit + s + k]);
+      for (std::size_t k = 0; k < n; ++k) h = detail::splitmix64(h ^ units[p.first_unit + s + k]);
       if (!seen.insert(h)) ++already_seen;
     }
     if (p.units < options.min_paragraph_units) continue;

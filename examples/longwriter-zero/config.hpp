@@ -1,0 +1,66 @@
+#pragma once
+// Run configurations of longwriter-zero: JSON files (examples/configs/NAME.json), `--set
+// key.path=value` overrides, and a strict reader: every key must be known, every value of the
+// expected type, and errors name the key path ("trainer.steps: expected an integer, found "ten"").
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace lwz {
+
+using json = nlohmann::json;
+
+/// A loaded configuration: the JSON (overrides applied) and the folder relative paths start from.
+struct Config {
+  json root;
+  std::filesystem::path base_dir;  ///< the config file's folder
+  std::string source;              ///< the config file, for messages
+};
+
+/// Finds NAME (a path, NAME.json, or examples/configs/NAME.json), parses it and applies the
+/// `key.path=value` overrides (value parsed as JSON, else taken as a string).
+Config load_config(const std::string& name, const std::vector<std::string>& overrides);
+
+/// A view of one JSON object of the config that records which keys were read; finish() rejects
+/// the rest, so a misspelt key is an error instead of a silently ignored setting.
+class Section {
+ public:
+  Section(const json* object, std::string path, const Config* config);
+
+  bool has(const std::string& key) const;
+  std::int64_t integer(const std::string& key, std::int64_t fallback);
+  double number(const std::string& key, double fallback);
+  bool boolean(const std::string& key, bool fallback);
+  std::string string(const std::string& key, const std::string& fallback);
+  std::optional<double> optional_number(const std::string& key);
+  std::optional<std::string> optional_string(const std::string& key);
+  std::vector<std::string> strings(const std::string& key, const std::vector<std::string>& fallback);
+  /// A path relative to the config file's folder (absolute paths are kept); nullopt when absent/null.
+  std::optional<std::filesystem::path> path(const std::string& key);
+  /// A string that must be one of `choices`.
+  std::string choice(const std::string& key, const std::string& fallback, const std::vector<std::string>& choices);
+  /// The raw JSON value (marked as read), null when absent.
+  json raw(const std::string& key);
+  /// A nested object ({} when absent).
+  Section section(const std::string& key);
+  /// Throws when a key was never read.
+  void finish() const;
+  const std::string& where() const { return path_; }
+
+ private:
+  const json* find(const std::string& key);
+  [[noreturn]] void fail(const std::string& key, const std::string& expected, const json& found) const;
+  const json* object_;
+  std::string path_;
+  const Config* config_;
+  std::set<std::string> used_;
+  static const json empty_;
+};
+
+}  // namespace lwz

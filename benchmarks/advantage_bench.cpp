@@ -219,7 +219,7 @@ void grpo_tensor_cuda(benchmark::State& state) {
   if (!have_gpu(state)) return;
   const at::Tensor t = data(state.range(0)).tensor.cuda();
   const grpo::Balanced<3> estimator{};
-  estimator.compute(t, kGroup);
+  benchmark::DoNotOptimize(estimator.compute(t, kGroup).data_ptr());
   c10::cuda::device_synchronize();
   const double s = timed(state, [&] {
     benchmark::DoNotOptimize(estimator.compute(t, kGroup).data_ptr());

@@ -269,9 +269,13 @@ std::vector<ClippedSurrogateLoss> all_configurations() {
 TEST_CASE("three uneven micro-batches give exactly the whole-batch loss and gradient", "[clipped_surrogate]") {
   const Batch x = random_batch(7, 6, 42);
   const grpo::LossNormalizer norm{.tokens = x.mask.sum().item<double>(), .sequences = 7, .horizon = 6};
-  for (const auto& loss : all_configurations()) {
-    INFO("aggregation " << static_cast<int>(loss.aggregation) << " ratio " << static_cast<int>(loss.ratio) << " kl "
-                        << loss.kl_coef);
+  for (const auto& config : all_configurations()) {
+   for (const bool use_aten : {false, true}) {
+    INFO("aggregation " << static_cast<int>(config.aggregation) << " ratio " << static_cast<int>(config.ratio) << " kl "
+                        << config.kl_coef << (use_aten ? " ATen path" : " host loop"));
+    const auto loss = [&](const grpo::PolicyLossInputs& in, const grpo::LossNormalizer& n) {
+      return grpo::detail::clipped_surrogate(config, in, n, use_aten);
+    };
     auto whole = x.logprobs.clone().requires_grad_(true);
     const auto full = loss({whole, x.old, x.ref, x.adv, x.mask}, norm);
     full.loss.backward();
@@ -297,7 +301,8 @@ TEST_CASE("three uneven micro-batches give exactly the whole-batch loss and grad
     CHECK(stats.ratio_max.item<double>() == full.stats.ratio_max.item<double>());
     // zero-advantage and all-masked rows: no policy gradient; all-masked rows none at all
     CHECK(whole.grad()[2].abs().sum().item<double>() == 0.0);
-    if (loss.kl_coef == 0.0) CHECK(whole.grad()[1].abs().sum().item<double>() == 0.0);
+    if (config.kl_coef == 0.0) CHECK(whole.grad()[1].abs().sum().item<double>() == 0.0);
+   }
   }
 }
 
@@ -305,9 +310,13 @@ TEST_CASE("gradients match central finite differences in float64", "[clipped_sur
   const Batch x = random_batch(4, 5, 7);
   const grpo::LossNormalizer norm{.tokens = x.mask.sum().item<double>(), .sequences = 4, .horizon = 5};
   const double step = 1e-6;
-  for (const auto& loss : all_configurations()) {
-    INFO("aggregation " << static_cast<int>(loss.aggregation) << " ratio " << static_cast<int>(loss.ratio) << " kl "
-                        << loss.kl_coef);
+  for (const auto& config : all_configurations()) {
+   for (const bool use_aten : {false, true}) {
+    INFO("aggregation " << static_cast<int>(config.aggregation) << " ratio " << static_cast<int>(config.ratio) << " kl "
+                        << config.kl_coef << (use_aten ? " ATen path" : " host loop"));
+    const auto loss = [&](const grpo::PolicyLossInputs& in, const grpo::LossNormalizer& n) {
+      return grpo::detail::clipped_surrogate(config, in, n, use_aten);
+    };
     auto lp = x.logprobs.clone().requires_grad_(true);
     loss({lp, x.old, x.ref, x.adv, x.mask}, norm).loss.backward();
     const auto analytic = values(lp.grad());
@@ -323,6 +332,7 @@ TEST_CASE("gradients match central finite differences in float64", "[clipped_sur
         CHECK(analytic[static_cast<std::size_t>(i * 5 + t)] == Approx(numeric).margin(1e-7));
       }
     }
+   }
   }
 }
 

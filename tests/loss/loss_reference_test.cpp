@@ -1,4 +1,5 @@
-// ClippedSurrogateLoss against an independent plain-torch (Python, float64) re-implementation in
+// ClippedSurrogateLoss (both its CPU loop and its ATen form) against an independent plain-torch
+// (Python, float64, autograd) re-implementation in
 // verl's style (tests/python/fixtures/rl_loss.py): loss, gradient and statistics for every
 // aggregation x ratio level x {clip-higher, dual clip, k1/k2/k3 KL}, with global normalisers
 // larger than the micro-batch's own counts.
@@ -93,15 +94,20 @@ TEST_CASE("ClippedSurrogateLoss matches the plain-torch reference", "[loss_refer
     r.key("stats");
     const auto expected_stats = r.tensor({5});
 
-    INFO(file.filename().string());
-    const auto out = loss({logprobs, old, ref, adv, mask}, norm);
-    out.loss.backward();
-    CHECK(out.loss.item<double>() == Approx(expected_loss).margin(1e-12));
-    CHECK(at::allclose(logprobs.grad(), expected_grad, 1e-10, 1e-12));
-    CHECK(out.stats.tokens.item<double>() == expected_stats[0].item<double>());
-    CHECK(out.stats.clipped_tokens.item<double>() == expected_stats[1].item<double>());
-    CHECK(out.stats.approx_kl.item<double>() == Approx(expected_stats[2].item<double>()).margin(1e-12));
-    CHECK(out.stats.ref_kl.item<double>() == Approx(expected_stats[3].item<double>()).margin(1e-12));
-    CHECK(out.stats.ratio_max.item<double>() == Approx(expected_stats[4].item<double>()).margin(1e-12));
+    // both implementations: the CPU loop (what operator() runs here) and the ATen form (CUDA's)
+    for (const bool use_aten : {false, true}) {
+      INFO(file.filename().string() << (use_aten ? " (ATen path)" : " (host loop)"));
+      logprobs.mutable_grad() = at::Tensor();
+      const auto out = use_aten ? grpo::detail::clipped_surrogate(loss, {logprobs, old, ref, adv, mask}, norm, true)
+                                : loss({logprobs, old, ref, adv, mask}, norm);
+      out.loss.backward();
+      CHECK(out.loss.item<double>() == Approx(expected_loss).margin(1e-12));
+      CHECK(at::allclose(logprobs.grad(), expected_grad, 1e-10, 1e-12));
+      CHECK(out.stats.tokens.item<double>() == expected_stats[0].item<double>());
+      CHECK(out.stats.clipped_tokens.item<double>() == expected_stats[1].item<double>());
+      CHECK(out.stats.approx_kl.item<double>() == Approx(expected_stats[2].item<double>()).margin(1e-12));
+      CHECK(out.stats.ref_kl.item<double>() == Approx(expected_stats[3].item<double>()).margin(1e-12));
+      CHECK(out.stats.ratio_max.item<double>() == Approx(expected_stats[4].item<double>()).margin(1e-12));
+    }
   }
 }

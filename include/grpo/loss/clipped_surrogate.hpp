@@ -18,10 +18,15 @@
 // the whole-batch loss and their gradients to its gradient.
 
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/full.h>
 #include <ATen/ops/where.h>
 #include <ATen/ops/zeros.h>
+#include <torch/csrc/autograd/custom_function.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <optional>
 #include <string>
 
@@ -84,22 +89,6 @@ inline constexpr double max_log_ratio = 20.0;
 /// k3 is capped here, as in verl (beyond it the estimate is useless and its gradient explodes).
 inline constexpr double max_k3 = 10.0;
 
-/// The KL estimate per token, d = logp - ref_logp (masked entries 0 on both sides).
-inline at::Tensor kl_estimate(const at::Tensor& logp, const at::Tensor& ref_logp, KlEstimator estimator) {
-  const at::Tensor d = logp.sub(ref_logp);
-  switch (estimator) {
-    case KlEstimator::k1:
-      return d;
-    case KlEstimator::k2:
-      return d.square().mul(0.5);
-    case KlEstimator::k3:
-    default: {
-      const at::Tensor dc = d.clamp(-max_log_ratio, max_log_ratio);
-      return dc.neg().exp().sub(1.0).add(dc).clamp_max(max_k3);
-    }
-  }
-}
-
 inline void check_loss_options(const ClippedSurrogateLoss& o) {
   const std::string who = "grpo::ClippedSurrogateLoss: ";
   if (!(o.clip_low >= 0.0 && o.clip_low < 1.0))
@@ -158,68 +147,257 @@ inline void check_loss_inputs(const ClippedSurrogateLoss& o, const PolicyLossInp
   }
 }
 
-inline PolicyLossOutput clipped_surrogate(const ClippedSurrogateLoss& o, const PolicyLossInputs& in,
-                                          const LossNormalizer& norm) {
-  check_loss_options(o);
-  check_loss_inputs(o, in, norm);
-  const at::ScalarType type = in.logprobs.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  const at::Tensor mask = in.mask.scalar_type() == at::kBool ? in.mask : in.mask.ne(0);
-  const at::Tensor maskf = mask.to(type);
-  // Masked entries become 0 through `where`, whose backward sends them exactly 0: NaN or inf in
-  // padding never reaches the gradient.
-  const at::Tensor logp = at::where(mask, in.logprobs.to(type), 0.0);
-  const at::Tensor old_logp = at::where(mask, in.old_logprobs.detach().to(type), 0.0);
-  const at::Tensor adv = in.advantages.detach().to(type).unsqueeze(1);  // [B, 1]
-  const at::Tensor length = maskf.sum({1}).clamp_min(1.0);              // [B]
+/// What one micro-batch produces before autograd sees it: the loss, dloss/dlogp per token, and
+/// the statistics. Computed without autograd (the gradient is written out below), so backward is
+/// a single multiplication and no graph of ~30 elementwise ops is recorded.
+struct SurrogateTerms {
+  at::Tensor loss;       ///< []
+  at::Tensor gradient;   ///< [B, T] dloss/dlogp
+  PolicyLossStats stats;
+};
 
-  at::Tensor log_ratio = logp.sub(old_logp);  // [B, T], 0 where masked
-  if (o.ratio == RatioLevel::sequence) {
-    // GSPO-token: value exp(mean_t log r_it) on every token of i, gradient s_i * d logp_it.
-    const at::Tensor seq = log_ratio.detach().sum({1}).div(length).unsqueeze(1);  // [B, 1]
-    log_ratio = logp.sub(logp.detach()).add(seq);
-  }
-  const at::Tensor ratio = log_ratio.clamp(-max_log_ratio, max_log_ratio).exp();
-  const at::Tensor unclipped = adv.neg().mul(ratio);
-  const at::Tensor clipped = adv.neg().mul(ratio.clamp(1.0 - o.clip_low, 1.0 + o.clip_high));
-  at::Tensor token_loss = unclipped.maximum(clipped);
-  at::Tensor clip_active = clipped.detach().gt(unclipped.detach());
+// Per counted token, with r the (token or GSPO) ratio and A the advantage:
+//   dpg/dlogp = -A r   unless the clipped branch is strictly larger (then 0: r is outside the clip
+//                      range there, so clamp's gradient is 0), the dual clip caps it, or the
+//                      log-ratio was clamped at +-20; GSPO-token has dr/dlogp = r as well.
+//   dkl/dlogp = 1 (k1), d (k2), 1 - exp(-d) (k3, 0 where d was clamped or the cap of 10 applies)
+// and the aggregation's weight: 1/N_tok, 1/(|o_i| N_seq), 1/N_seq or 1/(N_seq H).
+// At exact ties (unclipped == clipped) the gradient is -A r, the sum of autograd's two halves.
+
+/// The ATen form of the terms, for any device; no host synchronisation.
+inline SurrogateTerms surrogate_terms_aten(const ClippedSurrogateLoss& o, const at::Tensor& logprobs,
+                                           const at::Tensor& old_logprobs, const at::Tensor& ref_logprobs,
+                                           const at::Tensor& advantages, const at::Tensor& mask, const LossNormalizer& norm,
+                                           at::ScalarType type) {
+  const at::Tensor maskf = mask.to(type);
+  // Masked entries become 0 first: NaN or inf in padding never reaches the loss or the gradient.
+  const at::Tensor logp = at::where(mask, logprobs.to(type), 0.0);
+  const at::Tensor old_logp = at::where(mask, old_logprobs.to(type), 0.0);
+  const at::Tensor neg_adv = advantages.to(type).neg().unsqueeze(1);  // [B, 1]
+  const at::Tensor length = maskf.sum({1}, true).clamp_min(1.0);     // [B, 1]
+  const at::Tensor log_ratio = logp.sub(old_logp);                   // [B, T], 0 where masked
+  // token: [B, T]; sequence (GSPO): the length-normalised sequence log-ratio, [B, 1]
+  const at::Tensor value = o.ratio == RatioLevel::sequence ? log_ratio.sum({1}, true).div(length) : log_ratio;
+  const at::Tensor ratio = value.clamp(-max_log_ratio, max_log_ratio).exp();
+  const at::Tensor unclipped = neg_adv.mul(ratio);
+  const at::Tensor clipped = neg_adv.mul(ratio.clamp(1.0 - o.clip_low, 1.0 + o.clip_high));
+  at::Tensor clip_active = clipped.gt(unclipped);
+  at::Tensor loss = unclipped.maximum(clipped);
+  at::Tensor gradient = at::where(clip_active.logical_or(value.abs().gt(max_log_ratio)), 0.0, unclipped);
   if (o.dual_clip) {
-    const at::Tensor cap = adv.neg().mul(*o.dual_clip);  // c |A| for A < 0
-    const at::Tensor negative = adv.lt(0.0);
-    clip_active = clip_active.logical_or(negative.logical_and(token_loss.detach().gt(cap)));
-    token_loss = at::where(negative, token_loss.minimum(cap), token_loss);
+    const at::Tensor cap = neg_adv.mul(*o.dual_clip);                 // c |A| for A < 0
+    const at::Tensor capped = neg_adv.gt(0.0).logical_and(loss.gt(cap));
+    loss = at::where(capped, cap, loss);
+    gradient = at::where(capped, 0.0, gradient);
+    clip_active = clip_active.logical_or(capped);
   }
   at::Tensor kl;
-  if (in.ref_logprobs.defined()) {
-    const at::Tensor ref_logp = at::where(mask, in.ref_logprobs.detach().to(type), 0.0);
-    kl = kl_estimate(logp, ref_logp, o.kl);
-    if (o.kl_coef > 0.0) token_loss = token_loss.add(kl.mul(o.kl_coef));
+  if (ref_logprobs.defined()) {
+    const at::Tensor d = logp.sub(at::where(mask, ref_logprobs.to(type), 0.0));
+    at::Tensor kl_gradient;
+    switch (o.kl) {
+      case KlEstimator::k1:
+        kl = d;
+        break;
+      case KlEstimator::k2:
+        kl = d.square().mul(0.5);
+        kl_gradient = d;
+        break;
+      case KlEstimator::k3:
+      default: {
+        const at::Tensor e = d.clamp(-max_log_ratio, max_log_ratio).neg().exp();      // exp(-d)
+        const at::Tensor raw = e.sub(1.0).add(d.clamp(-max_log_ratio, max_log_ratio));  // exp(-d) - 1 + d
+        kl = raw.clamp_max(max_k3);
+        kl_gradient = at::where(raw.gt(max_k3).logical_or(d.abs().gt(max_log_ratio)), 0.0, e.neg().add(1.0));
+      }
+    }
+    if (o.kl_coef > 0.0) {
+      loss = loss.add(kl.mul(o.kl_coef));
+      gradient = kl_gradient.defined() ? gradient.add(kl_gradient.mul(o.kl_coef)) : gradient.add(o.kl_coef);
+    }
   }
-  token_loss = at::where(mask, token_loss, 0.0);
-
-  PolicyLossOutput out;
+  const at::Tensor per_token = loss.mul(maskf);  // [B, T]
+  SurrogateTerms t;
   switch (o.aggregation) {
     case Aggregation::token_mean:
-      out.loss = token_loss.sum().div(norm.tokens);
+      t.loss = per_token.sum().div(norm.tokens);
+      t.gradient = gradient.mul(maskf).div(norm.tokens);
       break;
-    case Aggregation::seq_mean_token_mean:
-      out.loss = token_loss.sum({1}).div(length).sum().div(norm.sequences);
+    case Aggregation::seq_mean_token_mean: {
+      const at::Tensor weight = length.mul(norm.sequences).reciprocal();  // [B, 1]
+      t.loss = per_token.sum({1}, true).mul(weight).sum();
+      t.gradient = gradient.mul(maskf).mul(weight);
       break;
+    }
     case Aggregation::seq_mean_token_sum:
-      out.loss = token_loss.sum().div(norm.sequences);
+      t.loss = per_token.sum().div(norm.sequences);
+      t.gradient = gradient.mul(maskf).div(norm.sequences);
       break;
     case Aggregation::seq_mean_token_sum_norm:
-      out.loss = token_loss.sum().div(norm.sequences * norm.horizon);
+      t.loss = per_token.sum().div(norm.sequences * norm.horizon);
+      t.gradient = gradient.mul(maskf).div(norm.sequences * norm.horizon);
       break;
   }
+  t.stats.tokens = maskf.sum();
+  t.stats.clipped_tokens = clip_active.logical_and(mask).sum(type);
+  t.stats.approx_kl = log_ratio.square().sum().mul(0.5);
+  t.stats.ref_kl = kl.defined() ? kl.mul(maskf).sum() : at::zeros({}, maskf.options());
+  t.stats.ratio_max = mask.numel() > 0 ? ratio.mul(maskf).amax() : at::zeros({}, maskf.options());
+  return t;
+}
 
-  const at::Tensor log_r = logp.detach().sub(old_logp);
-  out.stats.tokens = maskf.sum();
-  out.stats.clipped_tokens = clip_active.logical_and(mask).sum(type);
-  out.stats.approx_kl = at::where(mask, log_r.square().mul(0.5), 0.0).sum();
-  out.stats.ref_kl = kl.defined() ? at::where(mask, kl.detach(), 0.0).sum() : at::zeros({}, maskf.options());
-  out.stats.ratio_max = ratio.numel() > 0 ? at::where(mask, ratio.detach(), 0.0).amax() : at::zeros({}, maskf.options());
-  return out;
+/// The same terms in one pass over contiguous CPU memory (T = float or double), accumulating in
+/// double. mask: bool [B, T]; gradient: [B, T] written fully.
+template <class T>
+inline void surrogate_terms_host(const ClippedSurrogateLoss& o, const T* logp, const T* old, const T* ref, const T* adv,
+                                 const bool* mask, std::int64_t rows, std::int64_t cols, const LossNormalizer& norm,
+                                 T* gradient, double stats[6]) {
+  double loss = 0.0, tokens = 0.0, clipped_tokens = 0.0, approx_kl = 0.0, ref_kl = 0.0, ratio_max = 0.0;
+  const double low = 1.0 - o.clip_low;
+  const double high = 1.0 + o.clip_high;
+  for (std::int64_t b = 0; b < rows; ++b) {
+    const T* lp = logp + b * cols;
+    const T* ol = old + b * cols;
+    const bool* m = mask + b * cols;
+    T* g = gradient + b * cols;
+    double length = 0.0;
+    double sequence = 0.0;
+    for (std::int64_t t = 0; t < cols; ++t) {
+      if (!m[t]) continue;
+      length += 1.0;
+      sequence += static_cast<double>(lp[t]) - static_cast<double>(ol[t]);
+    }
+    sequence /= std::max(length, 1.0);
+    double weight = 0.0;
+    switch (o.aggregation) {
+      case Aggregation::token_mean: weight = 1.0 / norm.tokens; break;
+      case Aggregation::seq_mean_token_mean: weight = 1.0 / (std::max(length, 1.0) * norm.sequences); break;
+      case Aggregation::seq_mean_token_sum: weight = 1.0 / norm.sequences; break;
+      case Aggregation::seq_mean_token_sum_norm: weight = 1.0 / (norm.sequences * norm.horizon); break;
+    }
+    const double neg_adv = -static_cast<double>(adv[b]);
+    const double cap = o.dual_clip ? neg_adv * *o.dual_clip : 0.0;
+    for (std::int64_t t = 0; t < cols; ++t) {
+      if (!m[t]) {
+        g[t] = T(0);
+        continue;
+      }
+      const double log_ratio = static_cast<double>(lp[t]) - static_cast<double>(ol[t]);
+      const double value = o.ratio == RatioLevel::sequence ? sequence : log_ratio;
+      const double ratio = std::exp(std::clamp(value, -max_log_ratio, max_log_ratio));
+      const double unclipped = neg_adv * ratio;
+      const double clipped = neg_adv * std::clamp(ratio, low, high);
+      bool clip_active = clipped > unclipped;
+      double token_loss = std::max(unclipped, clipped);
+      double grad = clip_active || std::abs(value) > max_log_ratio ? 0.0 : unclipped;
+      if (o.dual_clip && neg_adv > 0.0 && token_loss > cap) {
+        token_loss = cap;
+        grad = 0.0;
+        clip_active = true;
+      }
+      if (ref != nullptr) {
+        const double d = static_cast<double>(lp[t]) - static_cast<double>(ref[b * cols + t]);
+        double kl = d;
+        double kl_grad = 1.0;
+        if (o.kl == KlEstimator::k2) {
+          kl = 0.5 * d * d;
+          kl_grad = d;
+        } else if (o.kl == KlEstimator::k3) {
+          const double dc = std::clamp(d, -max_log_ratio, max_log_ratio);
+          const double e = std::exp(-dc);
+          const double raw = e - 1.0 + dc;
+          kl = std::min(raw, max_k3);
+          kl_grad = raw > max_k3 || std::abs(d) > max_log_ratio ? 0.0 : 1.0 - e;
+        }
+        ref_kl += kl;
+        if (o.kl_coef > 0.0) {
+          token_loss += o.kl_coef * kl;
+          grad += o.kl_coef * kl_grad;
+        }
+      }
+      loss += weight * token_loss;
+      g[t] = static_cast<T>(weight * grad);
+      tokens += 1.0;
+      clipped_tokens += clip_active ? 1.0 : 0.0;
+      approx_kl += 0.5 * log_ratio * log_ratio;
+      ratio_max = std::max(ratio_max, ratio);
+    }
+  }
+  stats[0] = loss;
+  stats[1] = tokens;
+  stats[2] = clipped_tokens;
+  stats[3] = approx_kl;
+  stats[4] = ref_kl;
+  stats[5] = ratio_max;
+}
+
+inline SurrogateTerms surrogate_terms_cpu(const ClippedSurrogateLoss& o, const at::Tensor& logprobs,
+                                          const at::Tensor& old_logprobs, const at::Tensor& ref_logprobs,
+                                          const at::Tensor& advantages, const at::Tensor& mask, const LossNormalizer& norm,
+                                          at::ScalarType type) {
+  const at::Tensor lp = logprobs.to(type).contiguous();
+  const at::Tensor old = old_logprobs.to(type).contiguous();
+  const at::Tensor ref = ref_logprobs.defined() ? ref_logprobs.to(type).contiguous() : at::Tensor();
+  const at::Tensor adv = advantages.to(type).contiguous();
+  const at::Tensor m = mask.contiguous();
+  SurrogateTerms t;
+  t.gradient = at::empty(lp.sizes(), lp.options());
+  double stats[6] = {};
+  if (type == at::kDouble) {
+    surrogate_terms_host<double>(o, lp.data_ptr<double>(), old.data_ptr<double>(),
+                                 ref.defined() ? ref.data_ptr<double>() : nullptr, adv.data_ptr<double>(),
+                                 m.data_ptr<bool>(), lp.size(0), lp.size(1), norm, t.gradient.data_ptr<double>(), stats);
+  } else {
+    surrogate_terms_host<float>(o, lp.data_ptr<float>(), old.data_ptr<float>(),
+                                ref.defined() ? ref.data_ptr<float>() : nullptr, adv.data_ptr<float>(),
+                                m.data_ptr<bool>(), lp.size(0), lp.size(1), norm, t.gradient.data_ptr<float>(), stats);
+  }
+  const auto scalar = [&](double v) { return at::full({}, v, lp.options()); };
+  t.loss = scalar(stats[0]);
+  t.stats = {scalar(stats[1]), scalar(stats[2]), scalar(stats[3]), scalar(stats[4]), scalar(stats[5])};
+  return t;
+}
+
+/// Autograd wrapper: forward computes SurrogateTerms (host loop on CPU, ATen elsewhere) and keeps
+/// only the [B, T] gradient; backward multiplies it by the incoming scalar gradient.
+struct ClippedSurrogateFunction : torch::autograd::Function<ClippedSurrogateFunction> {
+  // Only logprobs is a differentiable input; the rest (detached, ref possibly undefined) travel
+  // by pointer.
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const at::Tensor& logprobs,
+                                                const PolicyLossInputs* in, const ClippedSurrogateLoss* options,
+                                                const LossNormalizer* norm, bool use_aten) {
+    const at::ScalarType type = logprobs.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+    const at::Tensor mask = in->mask.scalar_type() == at::kBool ? in->mask : in->mask.ne(0);
+    const at::Tensor old = in->old_logprobs.detach();
+    const at::Tensor ref = in->ref_logprobs.defined() ? in->ref_logprobs.detach() : at::Tensor();
+    const at::Tensor adv = in->advantages.detach();
+    SurrogateTerms t = logprobs.is_cpu() && !use_aten
+                           ? surrogate_terms_cpu(*options, logprobs, old, ref, adv, mask, *norm, type)
+                           : surrogate_terms_aten(*options, logprobs, old, ref, adv, mask, *norm, type);
+    ctx->save_for_backward({t.gradient});
+    ctx->saved_data["dtype"] = static_cast<std::int64_t>(logprobs.scalar_type());
+    torch::autograd::variable_list out{t.loss,          t.stats.tokens, t.stats.clipped_tokens, t.stats.approx_kl,
+                                       t.stats.ref_kl, t.stats.ratio_max};
+    ctx->mark_non_differentiable({out.begin() + 1, out.end()});
+    return out;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const at::Tensor gradient = ctx->get_saved_variables()[0];
+    const auto dtype = static_cast<at::ScalarType>(ctx->saved_data["dtype"].toInt());
+    torch::autograd::variable_list result(5);
+    if (grads[0].defined()) result[0] = gradient.mul(grads[0].to(gradient.scalar_type())).to(dtype);
+    return result;
+  }
+};
+
+inline PolicyLossOutput clipped_surrogate(const ClippedSurrogateLoss& o, const PolicyLossInputs& in,
+                                          const LossNormalizer& norm, bool use_aten = false) {
+  check_loss_options(o);
+  check_loss_inputs(o, in, norm);
+  const auto out = ClippedSurrogateFunction::apply(in.logprobs, &in, &o, &norm, use_aten);
+  return {out[0], {out[1], out[2], out[3], out[4], out[5]}};
 }
 
 }  // namespace detail

@@ -159,6 +159,91 @@ inline void check_reward_count(std::size_t found, std::size_t expected, const ch
                 std::to_string(found) + (expected == 1 ? "; combine several rewards with grpo::Balanced or grpo::RewardAverage" : ""));
 }
 
+/// The validated form of a plan: rewards of non-zero weight and their normalised weights.
+struct ActiveRewards {
+  std::vector<std::size_t> rows;   ///< reward indices with weight > 0
+  std::vector<double> weights;     ///< their weights, summing to 1
+};
+
+inline ActiveRewards active_rewards(std::span<const double> weights, std::size_t rewards, const char* who) {
+  const std::vector<double> normalized = normalized_weights(weights, rewards, who);
+  ActiveRewards a;
+  for (std::size_t k = 0; k < rewards; ++k) {
+    if (normalized[k] > 0.0) {  // a zero-weight reward is skipped entirely, its non-finite values too
+      a.rows.push_back(k);
+      a.weights.push_back(normalized[k]);
+    }
+  }
+  return a;
+}
+
+// out_i = sum_k a_k.scale * (r_ki - a_k.center), 0 if any r_ki is not finite; K fixed so the
+// k loop unrolls and the i loop is one pass over the group.
+template <std::size_t K>
+inline void combine_group(const float* const* rows, const GroupAffine* affine, std::size_t n, float* out) {
+  for (std::size_t i = 0; i < n; ++i) {
+    double a = 0.0;
+    bool finite = true;
+    for (std::size_t k = 0; k < K; ++k) {
+      const float v = rows[k][i];
+      finite = finite && std::isfinite(v);
+      a += affine[k].scale * (static_cast<double>(v) - affine[k].center);
+    }
+    out[i] = finite ? static_cast<float>(a) : 0.0f;
+  }
+}
+
+inline void combine_group(const float* const* rows, const GroupAffine* affine, std::size_t k_rewards, std::size_t n,
+                          float* out) {
+  switch (k_rewards) {
+    case 1: return combine_group<1>(rows, affine, n, out);
+    case 2: return combine_group<2>(rows, affine, n, out);
+    case 3: return combine_group<3>(rows, affine, n, out);
+    case 4: return combine_group<4>(rows, affine, n, out);
+    default:
+      for (std::size_t i = 0; i < n; ++i) {
+        double a = 0.0;
+        bool finite = true;
+        for (std::size_t k = 0; k < k_rewards; ++k) {
+          const float v = rows[k][i];
+          finite = finite && std::isfinite(v);
+          a += affine[k].scale * (static_cast<double>(v) - affine[k].center);
+        }
+        out[i] = finite ? static_cast<float>(a) : 0.0f;
+      }
+  }
+}
+
+/// Groups [group_begin, group_end) of a [K, N] table with rows `row_stride` floats apart:
+/// out (indexed like a row) receives their advantages. No validation: callers validate.
+inline void group_advantages_range(const float* table, std::size_t row_stride, const ActiveRewards& active,
+                                   std::size_t group_size, std::size_t group_begin, std::size_t group_end,
+                                   float* out, const GroupRule& rule, RewardCombination combination) {
+  const std::size_t k_active = active.rows.size();
+  std::vector<const float*> rows(k_active);
+  std::vector<GroupAffine> affine(k_active);
+  std::vector<double> combined(combination == RewardCombination::average_then_normalize ? group_size : 0);
+  for (std::size_t g = group_begin; g < group_end; ++g) {
+    const std::size_t offset = g * group_size;
+    for (std::size_t k = 0; k < k_active; ++k) rows[k] = table + active.rows[k] * row_stride + offset;
+    if (combination == RewardCombination::normalize_then_average) {
+      for (std::size_t k = 0; k < k_active; ++k) {
+        affine[k] = group_affine(rows[k], group_size, rule);
+        affine[k].scale *= active.weights[k];
+      }
+      combine_group(rows.data(), affine.data(), k_active, group_size, out + offset);
+    } else {
+      // c_i = sum_k w_k r_ki (not finite if any r_ki is not), then the rule on c
+      std::fill(combined.begin(), combined.end(), 0.0);
+      for (std::size_t k = 0; k < k_active; ++k)
+        for (std::size_t i = 0; i < group_size; ++i) combined[i] += active.weights[k] * static_cast<double>(rows[k][i]);
+      const GroupAffine a = group_affine(combined.data(), group_size, rule);
+      for (std::size_t i = 0; i < group_size; ++i)
+        out[offset + i] = std::isfinite(combined[i]) ? static_cast<float>(a.scale * (combined[i] - a.center)) : 0.0f;
+    }
+  }
+}
+
 /// rewards [K, N] -> out [N]: the plan's rule per group, combined over rewards by the plan.
 inline void group_advantages(RewardTableView<const float> rewards, std::size_t group_size, std::span<float> out,
                              const GroupAdvantagePlan& plan, const char* who) {
@@ -167,61 +252,9 @@ inline void group_advantages(RewardTableView<const float> rewards, std::size_t g
   if (out.size() != rewards.samples)
     throw Error(std::string(who) + ": expected an output span of " + std::to_string(rewards.samples) +
                 " advantages (one per sample), found " + std::to_string(out.size()));
-  const std::vector<double> weights = normalized_weights(plan.weights, rewards.rewards, who);
-  const std::size_t samples = rewards.samples;
-  const std::size_t groups = samples / group_size;
-  constexpr double poison = std::numeric_limits<double>::quiet_NaN();
-
-  // Skip zero-weight rewards entirely (their non-finite values too).
-  std::vector<std::size_t> active;
-  for (std::size_t k = 0; k < rewards.rewards; ++k)
-    if (weights[k] > 0.0) active.push_back(k);
-
-  if (active.size() == 1) {
-    // One reward: the rule straight from the row into out.
-    const float* row = rewards.row(active[0]).data();
-    for (std::size_t g = 0; g < groups; ++g) {
-      const float* x = row + g * group_size;
-      float* o = out.data() + g * group_size;
-      const GroupAffine a = group_affine(x, group_size, plan.rule);
-      for (std::size_t i = 0; i < group_size; ++i)
-        o[i] = std::isfinite(x[i]) ? static_cast<float>(a.scale * (static_cast<double>(x[i]) - a.center)) : 0.0f;
-    }
-    return;
-  }
-
-  std::vector<double> buffer(group_size);
-  double* acc = buffer.data();
-  for (std::size_t g = 0; g < groups; ++g) {
-    float* o = out.data() + g * group_size;
-    const std::size_t offset = g * group_size;
-    if (plan.combination == RewardCombination::normalize_then_average) {
-      // acc_i = sum_k w_k a_ik, NaN as soon as one reward of sample i is non-finite.
-      bool first = true;
-      for (std::size_t k : active) {
-        const float* x = rewards.row(k).data() + offset;
-        const GroupAffine a = group_affine(x, group_size, plan.rule);
-        const double w = weights[k];
-        for (std::size_t i = 0; i < group_size; ++i) {
-          const double v = std::isfinite(x[i]) ? w * a.scale * (static_cast<double>(x[i]) - a.center) : poison;
-          acc[i] = first ? v : acc[i] + v;
-        }
-        first = false;
-      }
-      for (std::size_t i = 0; i < group_size; ++i) o[i] = std::isnan(acc[i]) ? 0.0f : static_cast<float>(acc[i]);
-    } else {
-      // acc_i = sum_k w_k r_ik (non-finite if any r_ik is), then the rule on acc.
-      std::fill_n(acc, group_size, 0.0);
-      for (std::size_t k : active) {
-        const float* x = rewards.row(k).data() + offset;
-        const double w = weights[k];
-        for (std::size_t i = 0; i < group_size; ++i) acc[i] += w * static_cast<double>(x[i]);
-      }
-      const GroupAffine a = group_affine(acc, group_size, plan.rule);
-      for (std::size_t i = 0; i < group_size; ++i)
-        o[i] = std::isfinite(acc[i]) ? static_cast<float>(a.scale * (acc[i] - a.center)) : 0.0f;
-    }
-  }
+  const ActiveRewards active = active_rewards(plan.weights, rewards.rewards, who);
+  group_advantages_range(rewards.data, rewards.samples, active, group_size, 0, rewards.samples / group_size, out.data(),
+                         plan.rule, plan.combination);
 }
 
 }  // namespace grpo::detail

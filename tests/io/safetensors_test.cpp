@@ -252,6 +252,14 @@ TEST_CASE("safetensors: hand-made files at the edges of the format", "[io][safet
     CHECK((file.tensor("e0").sizes().vec() == std::vector<std::int64_t>{0, 5}));
     CHECK(file.tensor("e2").numel() == 0);
   }
+  SECTION("an empty tensor with large other sizes") {
+    // 0 x 2^31 x 2^31: empty (0 bytes), and 2^62 fits int64, so torch can make it.
+    write_bytes(folder / "h.safetensors",
+                safetensors_bytes(R"({"h":{"dtype":"F32","shape":[0,2147483648,2147483648],"data_offsets":[0,0]}})", ""));
+    const auto file = SafetensorsFile::open(folder / "h.safetensors");
+    CHECK(file.info("h").byte_size() == 0);
+    CHECK((file.tensor("h").sizes().vec() == std::vector<std::int64_t>{0, 2147483648, 2147483648}));
+  }
 }
 
 namespace {
@@ -333,7 +341,11 @@ TEST_CASE("safetensors: malformed files are rejected with the file and the tenso
                      {"tensor 'w'", "shape: expected an integer", "found 1.0"});
     require_rejected(folder,
                      safetensors_bytes(R"({"w":{"dtype":"F32","shape":[4611686018427387904,8],"data_offsets":[0,4]}})", "abcd"),
-                     {"tensor 'w'", "more bytes than a 64-bit size can hold"});
+                     {"tensor 'w'", "more elements or bytes than a 64-bit size can hold"});
+    // Empty, yet 2^62 x 8 elements per slice: the reference accepts it, torch cannot stride it.
+    require_rejected(folder,
+                     safetensors_bytes(R"({"w":{"dtype":"F32","shape":[0,4611686018427387904,8],"data_offsets":[0,0]}})", ""),
+                     {"tensor 'w'", "shape [0, 4611686018427387904, 8] of F32 has more elements"});
     require_rejected(folder,
                      safetensors_bytes(R"({"w":{"dtype":"F32","shape":[18446744073709551615],"data_offsets":[0,4]}})", "abcd"),
                      {"tensor 'w'", "shape: expected an integer in [0, 9223372036854775807]"});

@@ -208,7 +208,8 @@ inline at::Tensor tensor_from_bytes(const MappedFile& file, std::span<const std:
 }  // namespace detail
 
 /// One .safetensors file, memory-mapped (read-only, private) with its header validated at open.
-/// Cheap to copy (the mapping and the header are shared).
+/// Cheap to copy (the mapping and the header are shared); const members may be called from
+/// several threads at once (loads use pread and read-only mappings).
 class SafetensorsFile {
  public:
   /// Maps `path` and validates its header (see grpo/io/safetensors_header.hpp). Throws

@@ -14,8 +14,9 @@
 //   - the header is a JSON object (leading/trailing whitespace allowed, as the reference pads
 //     with spaces); nesting deeper than the format needs, or a shape of rank > 64, is rejected
 //     before it can cost memory;
-//   - dtype is a known name; shape entries are integers in [0, 2^63); numel * itemsize does not
-//     overflow; end - begin == numel * itemsize;
+//   - dtype is a known name; shape entries are integers in [0, 2^63); the product of the non-zero
+//     sizes fits in int64 (torch's limit, checked even for empty tensors) and numel * itemsize in
+//     uint64; end - begin == numel * itemsize;
 //   - sorted by (begin, end), the byte ranges tile the data section exactly: no overlap, no hole,
 //     nothing after the last tensor. The spec says "The byte buffer needs to be entirely
 //     indexed, and cannot contain holes. This prevents the creation of polyglot files", and the
@@ -268,20 +269,21 @@ inline SafetensorsTensorInfo parse_tensor_entry(const std::string& name, const n
     const auto dim = require_unsigned(size, where, "shape", std::uint64_t{std::numeric_limits<std::int64_t>::max()});
     info.shape.push_back(static_cast<std::int64_t>(dim));
   }
-  // Any zero makes the tensor empty, whatever the other sizes; otherwise the product must fit.
-  if (std::find(info.shape.begin(), info.shape.end(), 0) != info.shape.end()) {
-    numel = 0;
-  } else {
-    for (auto dim : info.shape) {
-      const auto udim = static_cast<std::uint64_t>(dim);
-      if (numel > std::numeric_limits<std::uint64_t>::max() / udim) overflow = true;
-      numel *= udim;
-    }
+  // The product of the non-zero sizes must fit in int64, even for an empty tensor: torch computes
+  // strides from it (the reference accepts [0, 2^62, 8]; torch cannot create it).
+  std::uint64_t nonzero_product = 1;
+  for (auto dim : info.shape) {
+    const auto udim = static_cast<std::uint64_t>(dim);
+    if (udim == 0) continue;
+    if (nonzero_product > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()) / udim) overflow = true;
+    nonzero_product *= udim;
   }
+  const bool empty = std::find(info.shape.begin(), info.shape.end(), 0) != info.shape.end();
+  numel = empty ? 0 : nonzero_product;
   const auto itemsize = dtype_size(info.dtype);
   if (overflow || numel > std::numeric_limits<std::uint64_t>::max() / itemsize) {
     throw Error(where + ": shape " + shape_text(info.shape) + " of " + std::string(dtype_name(info.dtype)) +
-                " has more bytes than a 64-bit size can hold; the header is corrupt");
+                " has more elements or bytes than a 64-bit size can hold; the header is corrupt");
   }
 
   auto offsets = entry.find("data_offsets");

@@ -1,0 +1,79 @@
+// Tokenizer subcommand: tokenize.
+//
+// Reads JSON Lines (a file, or standard input) and writes JSON Lines to standard output: one
+// output line per non-blank input line, in order, with the input's fields kept in their order and
+// "ids" appended (replacing an input field of that name). The first bad line (invalid JSON, not an
+// object, the field missing or not a string) stops the program with "<source>:<line>: <what is
+// wrong>" on standard error and exit code 1; the lines before it have already been written.
+#include <grpo/core/error.hpp>
+#include <grpo/tokenizer/tokenizer.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include "commands.hpp"
+
+namespace {
+
+using Row = nlohmann::ordered_json;  // keeps the input's field order
+
+void add_tokenize(CLI::App& app) {
+  struct Options {
+    std::string tokenizer;
+    std::string field = "prompt";
+    std::string input;
+    bool no_special = false;
+  };
+  auto o = std::make_shared<Options>();
+  auto* cmd = app.add_subcommand(
+      "tokenize",
+      "Adds \"ids\": the token ids of a string field, identical to Hugging Face tokenizers' encode(text).ids "
+      "(special tokens written in the text are recognised unless --no-special). Reads JSON Lines from --input "
+      "(default: standard input) and writes one line per non-blank input line to standard output, in order, "
+      "keeping the input's fields. Stops at the first bad line with '<source>:<line>: <reason>' and exit code 1.");
+  cmd->add_option("--tokenizer", o->tokenizer, "a tokenizer.json, or a folder holding one (e.g. a model folder)")->required();
+  cmd->add_option("--field", o->field, "the string field to tokenize")->capture_default_str();
+  cmd->add_option("--input", o->input, "JSONL file, or - for standard input")->default_str("-");
+  cmd->add_flag("--no-special", o->no_special,
+                "tokenize special tokens written in the text (e.g. <|im_end|>) as plain text, like transformers' "
+                "split_special_tokens=True");
+  cmd->callback([o] {
+    const grpo::Tokenizer tokenizer = grpo::Tokenizer::from_file(o->tokenizer);
+    const auto stream = lwz::open_input(o->input);
+    const std::string source = lwz::input_name(o->input);
+    std::string text;
+    std::size_t line = 0;
+    std::vector<std::int64_t> ids;
+    const auto where = [&] { return source + ":" + std::to_string(line) + ": "; };
+    while (std::getline(*stream, text)) {
+      ++line;
+      if (!text.empty() && text.back() == '\r') text.pop_back();
+      if (text.find_first_not_of(" \t") == std::string::npos) continue;
+      Row row;
+      try {
+        row = Row::parse(text);
+      } catch (const Row::parse_error& e) {
+        throw grpo::Error(where() + "invalid JSON (" + e.what() + "); each line must be one JSON object");
+      }
+      if (!row.is_object()) throw grpo::Error(where() + "expected a JSON object, found " + std::string(row.type_name()));
+      const auto it = row.find(o->field);
+      if (it == row.end()) throw grpo::Error(where() + "field \"" + o->field + "\" is missing; expected a string (choose it with --field)");
+      if (!it->is_string()) {
+        throw grpo::Error(where() + "field \"" + o->field + "\" must be a string, found " + std::string(it->type_name()));
+      }
+      ids.clear();
+      tokenizer.encode_into(it->get_ref<const std::string&>(), ids, !o->no_special);
+      row["ids"] = ids;
+      std::cout << row.dump(-1, ' ', false, Row::error_handler_t::replace) << '\n';
+    }
+    if (stream->bad()) throw grpo::Error(source + ": read error after line " + std::to_string(line));
+    std::cout.flush();
+  });
+}
+
+const lwz::Registration registration{&add_tokenize};
+
+}  // namespace

@@ -206,8 +206,12 @@ inline nlohmann::json parse_header_json(std::string_view text, const std::string
   } catch (const HeaderShapeError& e) {
     throw Error(where + ": bad header: " + e.message);
   } catch (const nlohmann::json::exception& e) {
-    throw Error(where + ": header is not valid JSON (" + e.what() +
-                "); the file is truncated or not a safetensors file");
+    // The parser quotes the bytes it choked on, which may be anything: keep the message ASCII.
+    std::string reason = e.what();
+    for (auto& c : reason) {
+      if (static_cast<unsigned char>(c) >= 0x80) c = '?';
+    }
+    throw Error(where + ": header is not valid JSON (" + reason + "); the file is truncated or not a safetensors file");
   }
 }
 

@@ -6,6 +6,7 @@
 // object, the field missing or not a string) stops the program with "<source>:<line>: <what is
 // wrong>" on standard error and exit code 1; the lines before it have already been written.
 #include <grpo/core/error.hpp>
+#include <grpo/text/utf8.hpp>
 #include <grpo/tokenizer/tokenizer.hpp>
 
 #include <nlohmann/json.hpp>
@@ -56,7 +57,7 @@ void add_tokenize(CLI::App& app) {
       try {
         row = Row::parse(text);
       } catch (const Row::parse_error& e) {
-        throw grpo::Error(where() + "invalid JSON (" + e.what() + "); each line must be one JSON object");
+        throw grpo::Error(where() + "invalid JSON (" + grpo::utf8::sanitize(e.what()) + "); each line must be one JSON object");
       }
       if (!row.is_object()) throw grpo::Error(where() + "expected a JSON object, found " + std::string(row.type_name()));
       const auto it = row.find(o->field);

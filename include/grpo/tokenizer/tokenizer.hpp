@@ -197,6 +197,11 @@ class TokenizerLoader {
     for (const auto& [token, id] : tables.vocab) {
       key_bytes += token.size();
       max_id = std::max(max_id, id);
+      // Tables are sized by the largest id: refuse ids no real vocabulary reaches.
+      if (id > max_supported_id) {
+        fail("model.vocab[\"" + token + "\"]", "id " + std::to_string(id) + " is above " + std::to_string(max_supported_id) +
+                                                    "; grpo supports vocabularies of up to 2^24 ids");
+      }
     }
     bpe.vocab.reserve(tables.vocab.size(), key_bytes);
     std::vector<bool> used(static_cast<std::size_t>(max_id + 1), false);
@@ -461,6 +466,8 @@ class TokenizerLoader {
     data.unk_id = id_of("unk_token");
   }
 
+  static constexpr std::int64_t max_supported_id = (std::int64_t{1} << 24) - 1;
+
   std::string source_;
 };
 
@@ -480,9 +487,17 @@ class Tokenizer {
     if (std::filesystem::is_regular_file(config_path, ec)) {
       config = parse_json(read_file(config_path), config_path.string());
     }
+    return from_string(text, file.string(), config);
+  }
+
+  /// Builds a tokenizer from the text of a tokenizer.json (the fast path from_file uses);
+  /// `source` names it in error messages.
+  static Tokenizer from_string(const std::string& tokenizer_json_text, std::string_view source = "tokenizer.json",
+                               const nlohmann::json& tokenizer_config = nullptr) {
     detail::ModelTables tables;
-    const nlohmann::json root = detail::parse_tokenizer_json(text, file.string(), tables);
-    return Tokenizer(detail::TokenizerLoader(file.string()).load(root, config, &tables));
+    const std::string name(source);
+    const nlohmann::json root = detail::parse_tokenizer_json(tokenizer_json_text, name, tables);
+    return Tokenizer(detail::TokenizerLoader(name).load(root, tokenizer_config, &tables));
   }
 
   /// Builds a tokenizer from parsed tokenizer.json (and optionally tokenizer_config.json);
@@ -687,7 +702,7 @@ class Tokenizer {
     try {
       return nlohmann::json::parse(text);
     } catch (const nlohmann::json::parse_error& e) {
-      throw Error(source + ": invalid JSON (" + e.what() + "); the file is damaged or truncated");
+      throw Error(source + ": invalid JSON (" + utf8::sanitize(e.what()) + "); the file is damaged or truncated");
     }
   }
 

@@ -3,7 +3,10 @@
 // (its byte-level character), then adjacent symbols merge, lowest merge rank first and, among
 // equal ranks, leftmost first, until no adjacent pair has a merge. tokenizers does this with a
 // binary heap of candidate merges (Word::merge_all); so do we, with the same order, so the
-// result is identical (stale heap entries are detected the same way). A bounded, thread-safe
+// result is identical. tokenizers skips a stale heap entry when the pair now at its position
+// does not merge into the entry's token; we skip it when the pair differs from the entry's pair.
+// The two agree: symbols only grow, so a changed pair spells a longer string, hence another
+// token. A bounded, thread-safe
 // cache maps recent pieces to their ids, like tokenizers' word cache.
 
 #include <algorithm>
@@ -77,7 +80,9 @@ struct BpeScratch {
   };
   struct Candidate {
     std::uint32_t rank;
-    std::uint32_t pos;
+    std::uint32_t pos;     ///< the left symbol
+    std::int32_t left;     ///< the pair it was made for: a stale entry no longer matches it
+    std::int32_t right;
     std::int32_t new_id;
   };
   std::vector<Symbol> symbols;
@@ -201,8 +206,55 @@ class BpeModel {
     if (!symbols.empty()) symbols.back().next = static_cast<std::int32_t>(symbols.size());
   }
 
-  /// Word::merge_all of tokenizers without dropout: a min-heap on (rank, position).
+  /// Word::merge_all of tokenizers without dropout: repeatedly merges the adjacent pair of
+  /// lowest (rank, position). Short pieces (most words) scan for it; long ones use a heap.
   void merge_all(BpeScratch& scratch) const {
+    if (scratch.symbols.size() <= small_piece) {
+      merge_by_scan(scratch);
+    } else {
+      merge_by_heap(scratch);
+    }
+  }
+
+  static constexpr std::size_t small_piece = 16;
+
+  /// The lowest (rank, position) pair found by a left-to-right scan of the live symbols.
+  void merge_by_scan(BpeScratch& scratch) const {
+    auto& symbols = scratch.symbols;
+    const auto size = static_cast<std::int32_t>(symbols.size());
+    std::uint32_t rank[small_piece];
+    std::int32_t new_id[small_piece];
+    const auto look_up = [&](std::int32_t k) {  // the merge of the pair starting at symbol k
+      const std::int32_t next = symbols[static_cast<std::size_t>(k)].next;
+      const MergeRule* m = next < size ? merges.find(symbols[static_cast<std::size_t>(k)].id, symbols[static_cast<std::size_t>(next)].id) : nullptr;
+      rank[k] = m != nullptr ? m->rank : UINT32_MAX;
+      new_id[k] = m != nullptr ? m->new_id : -1;
+    };
+    for (std::int32_t k = 0; k < size; ++k) look_up(k);
+    for (;;) {
+      std::uint32_t best = UINT32_MAX;
+      std::int32_t at = -1;
+      for (std::int32_t k = 0; k < size; k = symbols[static_cast<std::size_t>(k)].next) {
+        if (rank[k] < best) {
+          best = rank[k];
+          at = k;
+        }
+      }
+      if (at < 0) return;
+      auto& left = symbols[static_cast<std::size_t>(at)];
+      auto& right = symbols[static_cast<std::size_t>(left.next)];
+      left.id = new_id[at];
+      left.length += right.length;
+      left.next = right.next;
+      right.length = 0;
+      if (left.next < size) symbols[static_cast<std::size_t>(left.next)].prev = at;
+      look_up(at);
+      if (left.prev >= 0) look_up(left.prev);
+    }
+  }
+
+  /// The same order with a min-heap of candidate merges, as tokenizers does.
+  void merge_by_heap(BpeScratch& scratch) const {
     auto& symbols = scratch.symbols;
     auto& heap = scratch.heap;
     heap.clear();
@@ -212,7 +264,7 @@ class BpeModel {
     const auto size = static_cast<std::int32_t>(symbols.size());
     for (std::int32_t k = 0; k + 1 < size; ++k) {
       if (const MergeRule* m = merges.find(symbols[k].id, symbols[k + 1].id)) {
-        heap.push_back({m->rank, static_cast<std::uint32_t>(k), m->new_id});
+        heap.push_back({m->rank, static_cast<std::uint32_t>(k), symbols[k].id, symbols[k + 1].id, m->new_id});
       }
     }
     std::make_heap(heap.begin(), heap.end(), later);
@@ -221,11 +273,10 @@ class BpeModel {
       const BpeScratch::Candidate top = heap.back();
       heap.pop_back();
       auto& left = symbols[top.pos];
-      if (left.length == 0 || left.next >= size) continue;
+      if (left.length == 0 || left.next >= size || left.id != top.left) continue;  // stale entry
       const std::int32_t right_pos = left.next;
       const auto right = symbols[static_cast<std::size_t>(right_pos)];
-      const MergeRule* current = merges.find(left.id, right.id);
-      if (current == nullptr || current->new_id != top.new_id) continue;  // stale entry
+      if (right.id != top.right) continue;
       left.id = top.new_id;
       left.length += right.length;
       left.next = right.next;
@@ -234,13 +285,14 @@ class BpeModel {
       if (left.prev >= 0) {
         const auto& prev = symbols[static_cast<std::size_t>(left.prev)];
         if (const MergeRule* m = merges.find(prev.id, left.id)) {
-          heap.push_back({m->rank, static_cast<std::uint32_t>(left.prev), m->new_id});
+          heap.push_back({m->rank, static_cast<std::uint32_t>(left.prev), prev.id, left.id, m->new_id});
           std::push_heap(heap.begin(), heap.end(), later);
         }
       }
       if (left.next < size) {
-        if (const MergeRule* m = merges.find(left.id, symbols[static_cast<std::size_t>(left.next)].id)) {
-          heap.push_back({m->rank, top.pos, m->new_id});
+        const std::int32_t next_id = symbols[static_cast<std::size_t>(left.next)].id;
+        if (const MergeRule* m = merges.find(left.id, next_id)) {
+          heap.push_back({m->rank, top.pos, left.id, next_id, m->new_id});
           std::push_heap(heap.begin(), heap.end(), later);
         }
       }

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "grpo/core/error.hpp"
+#include "grpo/text/utf8.hpp"
 
 namespace grpo::detail {
 
@@ -128,7 +129,8 @@ class TokenizerJsonSax {
     return true;
   }
   bool parse_error(std::size_t position, const std::string&, const nlohmann::detail::exception& e) {
-    throw Error(source_ + ": invalid JSON at byte " + std::to_string(position) + " (" + e.what() +
+    // nlohmann quotes the offending bytes, which may be invalid UTF-8: replace them.
+    throw Error(source_ + ": invalid JSON at byte " + std::to_string(position) + " (" + utf8::sanitize(e.what()) +
                 "); the file is damaged or truncated");
   }
 

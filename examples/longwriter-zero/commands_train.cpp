@@ -64,7 +64,8 @@ c10::ScalarType parse_dtype(const std::string& name) {
 void read_context(RunContext& ctx, Section& root, const std::string& output_override) {
   const auto& config = ctx.config;
   root.string("description", "");
-  ctx.output_dir = output_override.empty() ? root.path("output_dir").value_or("runs/longwriter-zero") : fs::path(output_override);
+  ctx.output_dir = root.path("output_dir").value_or("runs/longwriter-zero");
+  if (!output_override.empty()) ctx.output_dir = output_override;
   ctx.device = c10::Device(root.string("device", "cpu"));
   if (ctx.device.is_cuda() && !at::hasCUDA()) {
     throw grpo::Error(config.source + ": device: \"" + ctx.device.str() +
@@ -200,7 +201,7 @@ struct WritingSpec {
   json section_json;
 };
 
-WritingSpec read_writing(Section s, const RunContext& ctx) {
+WritingSpec read_writing(Section& s, const RunContext& ctx) {
   WritingSpec w;
   w.model = s.path("model");
   w.score.batch_size = s.integer("batch_size", 8);

@@ -92,7 +92,7 @@ class WritingReward {
   }
   WritingReward(Qwen2RewardModel model, Tokenizer tokenizer) : WritingReward(std::move(model), std::move(tokenizer), Options{}) {}
 
-  [[nodiscard]] std::string_view name() const { return "writing_reward"; }
+  [[nodiscard]] std::string_view name() const { return "writing"; }
 
   void score(SampleBatch batch, std::span<float> out) {
     const RewardModelBatcher batcher{tokenizer_.get(), pad_id(), options_.max_tokens};

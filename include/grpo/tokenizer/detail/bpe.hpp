@@ -157,7 +157,7 @@ class BpeModel {
       const auto k = static_cast<std::int32_t>(symbols.size());
       symbols.push_back({id, k - 1, k + 1, length});
     };
-    std::optional<std::pair<std::int32_t, std::uint32_t>> unk;  // pending unknown run
+    std::uint32_t unk_length = 0;  // bytes of the pending run of unknown characters (0: none)
     std::string symbol;
     for (std::size_t k = 0; k < piece.size(); ++k) {
       symbol.clear();
@@ -167,9 +167,9 @@ class BpeModel {
       const std::uint32_t byte_length = byte_level_alphabet.code_point_of_byte[static_cast<unsigned char>(piece[k])] < 0x80 ? 1 : 2;
       const std::int32_t id = vocab.find(symbol);
       if (id >= 0) {
-        if (unk) {
-          add(unk->first, unk->second);
-          unk.reset();
+        if (unk_length > 0) {
+          add(*unk_id, unk_length);
+          unk_length = 0;
         }
         add(id, byte_length);
         continue;
@@ -193,16 +193,15 @@ class BpeModel {
         }
       }
       if (unk_id) {
-        if (unk && fuse_unk) {
-          unk->second += byte_length;
-        } else {
-          if (unk) add(unk->first, unk->second);
-          unk = std::pair{*unk_id, byte_length};
+        if (unk_length > 0 && !fuse_unk) {
+          add(*unk_id, unk_length);
+          unk_length = 0;
         }
+        unk_length += byte_length;
       }
       // No unknown token: tokenizers drops the character.
     }
-    if (unk) add(unk->first, unk->second);
+    if (unk_length > 0) add(*unk_id, unk_length);
     if (!symbols.empty()) symbols.back().next = static_cast<std::int32_t>(symbols.size());
   }
 

@@ -133,6 +133,37 @@ TEST_CASE("KV-cache prefill and decode reproduce the full forward", "[model]") {
   }
 }
 
+TEST_CASE("static-window decoding (what a CUDA graph replays) equals plain decoding", "[model]") {
+  at::NoGradGuard no_grad;
+  auto model = grpo::load_qwen2(fixtures / "gqa4_sharded");
+  model->eval();
+  const auto prompt = expected("gqa4_sharded", "gen_prompt_ids");
+  const auto prompt_mask = expected("gqa4_sharded", "gen_prompt_mask");
+  const auto next = expected("gqa4_sharded", "gen_greedy");
+  const auto width = prompt.size(1);
+  auto plain = model->make_cache(3, width + 8);
+  auto windowed = model->make_cache(3, width + 8);
+  model->forward(prompt, prompt_mask, &plain);
+  model->forward(prompt, prompt_mask, &windowed);
+  windowed.set_static_window(width + 3);  // then grown to width + 8 after three steps
+  for (std::int64_t t = 0; t < 6; ++t) {
+    if (t == 3) windowed.set_static_window(width + 8);
+    const auto token = next.narrow(1, t, 1);
+    const auto a = model->logits(model->forward(token, {}, &plain));
+    const auto b = model->logits(model->forward(token, {}, &windowed));
+    windowed.advance_static();
+    CHECK((a - b).abs().max().item<double>() < 1e-4);  // masked slots change the sums' order only
+    CHECK(windowed.length() == plain.length());
+  }
+  CHECK(windowed.next_positions().equal(plain.next_positions()));
+  CHECK_THROWS_AS(windowed.keep_rows(at::tensor(std::vector<std::int64_t>{0})), grpo::Error);
+  CHECK_THROWS_AS(windowed.set_static_window(width + 2), grpo::Error);  // not beyond the length
+  CHECK_THROWS_AS(windowed.begin_step(2), grpo::Error);                  // one token per step
+  windowed.set_static_window(0);
+  windowed.keep_rows(at::tensor(std::vector<std::int64_t>{1}));
+  CHECK(windowed.batch_size() == 1);
+}
+
 TEST_CASE("dropping finished rows from the cache leaves the others unchanged", "[model]") {
   at::NoGradGuard no_grad;
   auto model = grpo::load_qwen2(fixtures / "tied_gqa2");

@@ -34,16 +34,20 @@ struct AttentionMask {
 };
 
 /// The mask for T queries at absolute slots [past, past + T) over keys [0, past + T).
-/// key_valid: [B, past + T] bool (false = padding slot) or undefined when no key is padding.
+/// key_valid: [B, S] bool (false = padding or unwritten slot; S = past + T, or more for a single
+/// query) or undefined when no key is padding.
 /// A padding query may always attend to itself, so no row is fully masked: fully masked rows give
 /// NaN in SDPA's math path, and NaN in ignored positions still poisons gradients (0 * NaN).
 inline AttentionMask make_attention_mask(const at::Tensor& key_valid, std::int64_t query_length, std::int64_t past,
                                          c10::Device device) {
   const auto keys = past + query_length;
-  if (!key_valid.defined()) {
-    if (query_length == 1) return {};                // one new token sees every earlier slot
-    if (past == 0) return {at::Tensor(), true};      // plain causal: flash/efficient kernels apply
+  if (query_length == 1) {
+    // One new token sees every valid slot; its own slot is valid (it was just written), and no
+    // slot depends on `past` here, so a captured CUDA graph may replay this at any position.
+    if (!key_valid.defined()) return {};
+    return {key_valid.to(device).to(at::kBool).unsqueeze(1).unsqueeze(1), false};  // [B, 1, 1, S]
   }
+  if (!key_valid.defined() && past == 0) return {at::Tensor(), true};  // plain causal: flash kernels apply
   const auto long_options = at::TensorOptions().device(device).dtype(at::kLong);
   const auto query_slots = (at::arange(query_length, long_options) + past).unsqueeze(1);  // [T, 1]
   const auto key_slots = at::arange(keys, long_options).unsqueeze(0);                     // [1, S]

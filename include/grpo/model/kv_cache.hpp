@@ -14,6 +14,12 @@
 //
 // Rows that finish can be dropped (keep_rows) so later steps compute only the live ones.
 //
+// Static-window mode (set_static_window(W), one-token steps only) makes a decode step's work
+// independent of host-side state, so it can be captured once in a CUDA graph and replayed: the
+// write position lives in a device tensor, writes use index_copy_, attention always spans the
+// first W slots with the slots not yet written masked out. The host-side length() is then
+// advanced by the caller (advance_static) once per executed step, replays included.
+//
 // Usage by the model, once per forward:
 //   positions = cache.begin_step(T, mask);      // [B, T]
 //   for each layer: auto [k, v] = cache.update(layer, k_new, v_new);
@@ -23,6 +29,8 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/arange.h>
 #include <ATen/ops/cumsum.h>
+#include <ATen/ops/index_copy.h>
+#include <ATen/ops/index_fill.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
 #include <c10/core/TensorOptions.h>
@@ -71,6 +79,7 @@ class KVCache {
     }
     key_mask_ = at::zeros({options.batch_size, options.max_length}, at::TensorOptions().device(options.device).dtype(at::kBool));
     next_positions_ = at::zeros({options.batch_size}, at::TensorOptions().device(options.device).dtype(at::kLong));
+    slot_ = at::zeros({1}, at::TensorOptions().device(options.device).dtype(at::kLong));
   }
 
   std::int64_t num_layers() const { return options_.num_layers; }
@@ -79,6 +88,7 @@ class KVCache {
   std::int64_t capacity() const { return options_.max_length; }
   bool has_padding() const { return has_padding_; }           ///< some written slot is padding
   bool in_step() const { return step_tokens_ > 0; }
+  std::int64_t static_window() const { return static_window_; }  ///< 0 when off
   const KVCacheOptions& options() const { return options_; }
 
   /// Starts a forward of `new_tokens` tokens per row. `attention_mask` [B, new_tokens] (1 = real,
@@ -93,7 +103,13 @@ class KVCache {
     }
     const auto device_long = at::TensorOptions().device(options_.device).dtype(at::kLong);
     at::Tensor positions;
-    if (attention_mask.defined()) {
+    if (static_window_ > 0) {
+      if (new_tokens != 1 || attention_mask.defined()) {
+        throw Error("KVCache::begin_step: static-window mode takes one real token per row and step (decode)");
+      }
+      key_mask_.narrow(0, 0, batch_).index_fill_(1, slot_, true);
+      positions = next_positions_.narrow(0, 0, batch_).unsqueeze(1).clone();
+    } else if (attention_mask.defined()) {
       if (attention_mask.dim() != 2 || attention_mask.size(0) != batch_ || attention_mask.size(1) != new_tokens) {
         throw Error("KVCache::begin_step: expected attention_mask of shape [" + std::to_string(batch_) + ", " +
                     std::to_string(new_tokens) + "], found " + shape_string(attention_mask));
@@ -124,6 +140,11 @@ class KVCache {
     const auto index = static_cast<std::size_t>(layer);
     auto rows_k = keys_[index].narrow(0, 0, batch_);
     auto rows_v = values_[index].narrow(0, 0, batch_);
+    if (static_window_ > 0) {
+      rows_k.index_copy_(2, slot_, keys);
+      rows_v.index_copy_(2, slot_, values);
+      return {rows_k.narrow(2, 0, static_window_), rows_v.narrow(2, 0, static_window_)};
+    }
     rows_k.narrow(2, length_, step_tokens_).copy_(keys);
     rows_v.narrow(2, length_, step_tokens_).copy_(values);
     return {rows_k.narrow(2, 0, length_ + step_tokens_), rows_v.narrow(2, 0, length_ + step_tokens_)};
@@ -132,19 +153,59 @@ class KVCache {
   /// Which slots of the current step's key range hold real tokens: [B, length + T] bool.
   at::Tensor key_mask() const { return key_mask_.narrow(0, 0, batch_).narrow(1, 0, length_ + step_tokens_); }
 
+  /// Which key slots the current step may attend to: [B, S] bool, S = length + T (or the static
+  /// window), or undefined when every slot in [0, length + T) holds a real token.
+  at::Tensor key_valid() const {
+    if (static_window_ > 0) {
+      // slots beyond the write position are not written yet
+      return key_mask_.narrow(0, 0, batch_).narrow(1, 0, static_window_).logical_and(window_slots_.le(slot_));
+    }
+    return has_padding_ ? key_mask() : at::Tensor();
+  }
+
   /// Rotary position of each row's next token: [B] int64.
   at::Tensor next_positions() const { return next_positions_.narrow(0, 0, batch_); }
 
   void end_step() {
     if (step_tokens_ == 0) throw Error("KVCache::end_step: no step in progress");
-    length_ += step_tokens_;
+    if (static_window_ > 0) {
+      slot_.add_(1);
+      next_positions_.narrow(0, 0, batch_).add_(1);
+    } else {
+      length_ += step_tokens_;
+    }
     step_tokens_ = 0;
+  }
+
+  /// Enters static-window mode with `window` slots (length() < window <= capacity()), or leaves
+  /// it with 0. See the header comment.
+  void set_static_window(std::int64_t window) {
+    if (step_tokens_ != 0) throw Error("KVCache::set_static_window: not allowed inside a step");
+    if (window != 0 && (window <= length_ || window > options_.max_length)) {
+      throw Error("KVCache::set_static_window: expected a window in (" + std::to_string(length_) + ", " +
+                  std::to_string(options_.max_length) + "], found " + std::to_string(window));
+    }
+    static_window_ = window;
+    if (window > 0) {
+      slot_.fill_(length_);
+      window_slots_ = at::arange(window, at::TensorOptions().device(options_.device).dtype(at::kLong));
+    }
+  }
+
+  /// Static-window mode: records on the host that `steps` steps ran on the device.
+  void advance_static(std::int64_t steps = 1) {
+    if (static_window_ == 0) throw Error("KVCache::advance_static: not in static-window mode");
+    if (length_ + steps > static_window_) {
+      throw Error("KVCache::advance_static: the static window of " + std::to_string(static_window_) + " slots is full");
+    }
+    length_ += steps;
   }
 
   /// Keeps only rows `rows` ([B'] int64, indices into the current rows, in the new order) and
   /// drops the others, so later steps compute B' rows. Copies the written slots once.
   void keep_rows(const at::Tensor& rows) {
     if (step_tokens_ != 0) throw Error("KVCache::keep_rows: not allowed inside a step");
+    if (static_window_ != 0) throw Error("KVCache::keep_rows: leave static-window mode first (set_static_window(0))");
     const auto kept = rows.numel();
     if (rows.dim() != 1 || kept == 0 || kept > batch_) {
       throw Error("KVCache::keep_rows: expected 1 to " + std::to_string(batch_) + " row indices, found shape " + shape_string(rows));
@@ -168,6 +229,7 @@ class KVCache {
     length_ = 0;
     step_tokens_ = 0;
     has_padding_ = false;
+    static_window_ = 0;
     key_mask_.fill_(false);
     next_positions_.zero_();
   }
@@ -193,6 +255,9 @@ class KVCache {
   std::vector<at::Tensor> values_;
   at::Tensor key_mask_;        // [B_max, max_length] bool
   at::Tensor next_positions_;  // [B_max] int64
+  at::Tensor slot_;            // [1] int64: the write position in static-window mode
+  at::Tensor window_slots_;    // [window] int64: 0 .. window - 1
+  std::int64_t static_window_ = 0;
   std::int64_t batch_ = 0;
   std::int64_t length_ = 0;
   std::int64_t step_tokens_ = 0;

@@ -125,7 +125,7 @@ class Qwen2BackboneImpl : public torch::nn::Module {
     AttentionMask mask;
     if (cache != nullptr) {
       positions = cache->begin_step(length, attention_mask);
-      mask = make_attention_mask(cache->has_padding() ? cache->key_mask() : at::Tensor(), length, cache->length(), device);
+      mask = make_attention_mask(cache->key_valid(), length, cache->length(), device);
     } else if (attention_mask.defined()) {
       const auto real = attention_mask.to(device).to(at::kLong);
       positions = (at::cumsum(real, 1) - 1).clamp_min(0);

@@ -20,12 +20,22 @@
 
 #include <ATen/core/Tensor.h>
 #include <ATen/core/grad_mode.h>
+#include <c10/core/InferenceMode.h>
+#include <ATen/ops/empty_like.h>
 #include <ATen/ops/from_blob.h>
 #include <ATen/ops/zeros.h>
+
+#if defined(GRPO_WITH_CUDA)
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <memory>
 #include <optional>
 #include <random>
 #include <span>
@@ -84,11 +94,136 @@ inline double uniform_from(std::mt19937_64& engine) { return std::ldexp(static_c
 
 }  // namespace detail
 
+/// How the decode loop runs (results do not depend on it, up to floating-point rounding).
+struct DecodeOptions {
+  /// On a CUDA device (in a build with grpo::cuda), capture one decode step in a CUDA graph and
+  /// replay it: the step's ~1000 kernel launches cost one. Default true.
+  bool cuda_graphs = true;
+  /// Attention window granularity of the captured step: the window (slots attended, the unwritten
+  /// ones masked) grows by doubling from the first multiple of this that holds the prompt, and
+  /// each window size is captured once. Default 256.
+  std::int64_t graph_window = 256;
+};
+
+namespace detail {
+
+/// One decode step's outputs, on the host.
+struct StepResult {
+  at::Tensor tokens;    // [B] int64
+  at::Tensor logprobs;  // [B] float32
+  at::Tensor valid;     // [B] bool
+};
+
+inline StepResult to_host(const SampledTokens& sampled) {
+  return {sampled.tokens.cpu(), sampled.logprobs.cpu(), sampled.valid.cpu()};
+}
+
+#if defined(GRPO_WITH_CUDA)
+/// A decode step captured in a CUDA graph over a static-window KV cache: static input buffers
+/// (next tokens, uniforms), static output buffers, replayed once per token.
+class GraphedDecodeStep {
+ public:
+  GraphedDecodeStep(Qwen2Model& model, KVCache& cache, const SamplingOptions& options)
+      : model_(&model), cache_(&cache), options_(&options) {}
+
+  /// Runs one step with `tokens` [B, 1] (host or device) and `uniforms` [B] (host, float64, or
+  /// undefined when greedy); captures the step first when the window or the batch changed.
+  StepResult step(const at::Tensor& tokens, const at::Tensor& uniforms, std::int64_t window) {
+    const auto rows = cache_->batch_size();
+    if (!graph_ || window != cache_->static_window() || rows != rows_) {
+      // New shapes: run this step eagerly on a side stream (it warms up the kernels and
+      // handles for that stream), then capture the same step; later steps replay it.
+      graph_.reset();
+      cache_->set_static_window(window);
+      rows_ = rows;
+      const auto device = (*model_)->output_weight().device();
+      tokens_in_ = tokens.to(device).reshape({rows, 1}).clone();
+      uniforms_in_ = uniforms.defined() ? uniforms.to(device) : at::Tensor();
+      c10::cuda::getCurrentCUDAStream(device.index()).synchronize();  // the side stream sees the inputs
+      auto stream = c10::cuda::getStreamFromPool(false, device.index());
+      {
+        c10::cuda::CUDAStreamGuard guard(stream);
+        run();
+        stream.synchronize();
+        const auto result = StepResult{tokens_out_.cpu(), logprobs_out_.cpu(), valid_out_.cpu()};
+        cache_->advance_static();
+        auto graph = std::make_unique<at::cuda::CUDAGraph>();
+        // The capture records the step without executing it (the state stays as it is).
+        if (pool_.first == 0 && pool_.second == 0) pool_ = at::cuda::graph_pool_handle();
+        try {
+          graph->capture_begin(pool_);
+          try {
+            run();
+          } catch (...) {
+            try {
+              graph->capture_end();
+            } catch (...) {
+            }
+            throw;
+          }
+          graph->capture_end();
+          graph_ = std::move(graph);
+        } catch (const std::exception& e) {
+          // A step that cannot be captured still runs eagerly: correct, only slower.
+          failed_ = true;
+          std::fprintf(stderr, "grpo::generate: CUDA graph capture failed (%s); decoding without CUDA graphs\n", e.what());
+        }
+        stream.synchronize();
+        return result;
+      }
+    }
+    if (uniforms.defined()) uniforms_in_.copy_(uniforms, /*non_blocking=*/false);
+    graph_->replay();
+    auto result = StepResult{tokens_out_.cpu(), logprobs_out_.cpu(), valid_out_.cpu()};
+    cache_->advance_static();
+    return result;
+  }
+
+  /// True once a capture failed: the caller goes on with eager steps.
+  bool failed() const { return failed_; }
+
+  /// Leaves static-window mode (before compacting the cache, or at the end).
+  void release() {
+    graph_.reset();
+    if (cache_->static_window() != 0) cache_->set_static_window(0);
+  }
+
+ private:
+  // The captured work: forward of tokens_in_ through the static cache, sampling, and feeding
+  // the sampled tokens back as the next input.
+  void run() {
+    const auto hidden = (*model_)->forward(tokens_in_, {}, cache_).select(1, 0);
+    const auto sampled = sample_tokens((*model_)->logits(hidden), uniforms_in_, *options_);
+    if (!tokens_out_.defined() || tokens_out_.size(0) != rows_) {
+      tokens_out_ = at::empty_like(sampled.tokens);
+      logprobs_out_ = at::empty_like(sampled.logprobs);
+      valid_out_ = at::empty_like(sampled.valid);
+    }
+    tokens_out_.copy_(sampled.tokens);
+    logprobs_out_.copy_(sampled.logprobs);
+    valid_out_.copy_(sampled.valid);
+    tokens_in_.copy_(sampled.tokens.unsqueeze(1));
+  }
+
+  Qwen2Model* model_;
+  KVCache* cache_;
+  const SamplingOptions* options_;
+  std::unique_ptr<at::cuda::CUDAGraph> graph_;
+  at::cuda::MempoolId_t pool_{0, 0};
+  std::int64_t rows_ = 0;
+  bool failed_ = false;
+  at::Tensor tokens_in_, uniforms_in_, tokens_out_, logprobs_out_, valid_out_;
+};
+#endif
+
+}  // namespace detail
+
 /// Generates one completion per prompt (token ids; see the header for the semantics).
 /// `tokenizer` decodes the text and matches stop strings; without one, text stays empty and
 /// stop_strings must be empty. Runs without gradients, in the model's device and dtype.
 inline std::vector<Generation> generate(Qwen2Model& model, std::span<const std::vector<std::int64_t>> prompts,
-                                        const SamplingOptions& options, const Tokenizer* tokenizer = nullptr) {
+                                        const SamplingOptions& options, const Tokenizer* tokenizer = nullptr,
+                                        const DecodeOptions& decode = {}) {
   validate_sampling_options(options);
   const auto batch = static_cast<std::int64_t>(prompts.size());
   if (tokenizer == nullptr && !options.stop_strings.empty()) {
@@ -97,6 +232,9 @@ inline std::vector<Generation> generate(Qwen2Model& model, std::span<const std::
   if (!options.seeds.empty() && options.seeds.size() != prompts.size()) {
     throw Error("SamplingOptions.seeds: expected one seed per prompt (" + std::to_string(prompts.size()) + "), found " +
                 std::to_string(options.seeds.size()));
+  }
+  if (decode.graph_window <= 0) {
+    throw Error("DecodeOptions.graph_window: expected > 0, found " + std::to_string(decode.graph_window));
   }
   const auto vocab = model->config().vocab_size;
   std::vector<Generation> results(prompts.size());
@@ -114,7 +252,7 @@ inline std::vector<Generation> generate(Qwen2Model& model, std::span<const std::
   }
   if (batch == 0 || options.max_new_tokens == 0) return results;
 
-  at::NoGradGuard no_grad;
+  c10::InferenceMode inference;  // no autograd bookkeeping at all: fewer host cycles per kernel
   const auto device = model->output_weight().device();
   // Left padding with id 0 (masked out; any id would do).
   auto ids = at::zeros({batch, width}, at::kLong);
@@ -135,32 +273,60 @@ inline std::vector<Generation> generate(Qwen2Model& model, std::span<const std::
     texts.emplace_back(tokenizer, options);
   }
 
-  auto cache = model->make_cache(batch, width + options.max_new_tokens);
-  // live[r]: the request in cache row r
-  std::vector<std::int64_t> live(prompts.size());
-  for (std::int64_t i = 0; i < batch; ++i) live[static_cast<std::size_t>(i)] = i;
-  auto hidden = model->forward(ids.to(device), mask.to(device), &cache).select(1, width - 1);  // [B, H]
+  const auto capacity = width + options.max_new_tokens;
+  auto cache = model->make_cache(batch, capacity);
+  // rows[r]: the request in cache row r; running[r]: that request is not finished
+  std::vector<std::int64_t> rows(prompts.size());
+  for (std::int64_t i = 0; i < batch; ++i) rows[static_cast<std::size_t>(i)] = i;
+  std::vector<bool> running(prompts.size(), true);
 
+#if defined(GRPO_WITH_CUDA)
+  bool graphed = decode.cuda_graphs && device.is_cuda();
+  std::optional<detail::GraphedDecodeStep> graph_step;
+  if (graphed) graph_step.emplace(model, cache, options);
+#else
+  const bool graphed = false;
+#endif
+  std::int64_t window = 0;  // the static window of the graphed step
+
+  // Prefill, and the first token from the prompts' last position.
+  auto hidden = model->forward(ids.to(device), mask.to(device), &cache).select(1, width - 1);  // [B, H]
+  at::Tensor next;  // [B] host: the tokens to feed next
   for (std::int64_t step = 0; step < options.max_new_tokens; ++step) {
-    const auto rows = static_cast<std::int64_t>(live.size());
+    const auto cache_rows = static_cast<std::int64_t>(rows.size());
     at::Tensor uniforms;
     if (!options.greedy) {
-      std::vector<double> u(live.size());
-      for (std::size_t r = 0; r < live.size(); ++r) u[r] = detail::uniform_from(engines[static_cast<std::size_t>(live[r])]);
-      uniforms = at::from_blob(u.data(), {rows}, at::kDouble).clone();
+      std::vector<double> u(rows.size(), 0.5);  // finished rows (graphed batches) draw nothing
+      for (std::size_t r = 0; r < rows.size(); ++r) {
+        if (running[r]) u[r] = detail::uniform_from(engines[static_cast<std::size_t>(rows[r])]);
+      }
+      uniforms = at::from_blob(u.data(), {cache_rows}, at::kDouble).clone();
     }
-    const auto sampled = sample_tokens(model->logits(hidden), uniforms, options);
-    const auto tokens = sampled.tokens.cpu();
-    const auto logprobs = sampled.logprobs.cpu();
-    const auto valid = sampled.valid.cpu();
-    const auto* token_data = tokens.data_ptr<std::int64_t>();
-    const auto* logprob_data = logprobs.data_ptr<float>();
-    const auto* valid_data = valid.data_ptr<bool>();
+    detail::StepResult sampled;
+    if (step == 0 || !graphed) {
+      if (step > 0) hidden = model->forward(next.to(device).unsqueeze(1), {}, &cache).select(1, 0);
+      sampled = detail::to_host(sample_tokens(model->logits(hidden), uniforms, options));
+    } else {
+#if defined(GRPO_WITH_CUDA)
+      if (cache.length() + 1 > window) {
+        const auto quantum = decode.graph_window;
+        window = std::min(capacity, std::max(2 * window, (cache.length() + 1 + quantum - 1) / quantum * quantum));
+      }
+      sampled = graph_step->step(next, uniforms, window);
+      if (graph_step->failed()) {  // this step ran eagerly; the next ones will too
+        graph_step->release();
+        graphed = false;
+      }
+#endif
+    }
+    const auto* token_data = sampled.tokens.data_ptr<std::int64_t>();
+    const auto* logprob_data = sampled.logprobs.data_ptr<float>();
+    const auto* valid_data = sampled.valid.data_ptr<bool>();
 
-    std::vector<std::int64_t> keep;  // cache rows that go on
-    keep.reserve(live.size());
-    for (std::size_t r = 0; r < live.size(); ++r) {
-      const auto request = static_cast<std::size_t>(live[r]);
+    std::int64_t still_running = 0;
+    for (std::size_t r = 0; r < rows.size(); ++r) {
+      if (!running[r]) continue;
+      const auto request = static_cast<std::size_t>(rows[r]);
       if (!valid_data[r]) {
         throw Error("generate: request " + std::to_string(request) + ", new token " + std::to_string(step) +
                     ": the model's next-token logits have no finite probability (NaN or infinite); check the weights "
@@ -176,25 +342,41 @@ inline std::vector<Generation> generate(Qwen2Model& model, std::span<const std::
       if (stop_token || stop_string) {
         result.finish_reason = FinishReason::stop;
         result.text = texts[request].finish(stop_string);
+        running[r] = false;
       } else if (step + 1 == options.max_new_tokens) {
         result.finish_reason = FinishReason::length;
         result.text = texts[request].finish(false);
+        running[r] = false;
       } else {
-        keep.push_back(static_cast<std::int64_t>(r));
+        ++still_running;
       }
     }
-    if (keep.empty()) break;
-    auto next = tokens;
-    if (static_cast<std::int64_t>(keep.size()) < rows) {
+    if (still_running == 0) break;
+    next = sampled.tokens;
+    // Drop finished rows from the cache: at once when stepping eagerly; in a graphed batch only
+    // once half of it has finished (each new batch size costs a capture).
+    const bool compact = graphed ? 2 * still_running <= cache_rows : still_running < cache_rows;
+    if (compact) {
+#if defined(GRPO_WITH_CUDA)
+      if (graph_step) graph_step->release();
+#endif
+      std::vector<std::int64_t> keep, kept_rows;
+      for (std::size_t r = 0; r < rows.size(); ++r) {
+        if (!running[r]) continue;
+        keep.push_back(static_cast<std::int64_t>(r));
+        kept_rows.push_back(rows[r]);
+      }
       const auto kept = at::from_blob(keep.data(), {static_cast<std::int64_t>(keep.size())}, at::kLong).clone();
       cache.keep_rows(kept);
-      next = tokens.index_select(0, kept);
-      std::vector<std::int64_t> still(keep.size());
-      for (std::size_t k = 0; k < keep.size(); ++k) still[k] = live[static_cast<std::size_t>(keep[k])];
-      live = std::move(still);
+      next = next.index_select(0, kept);
+      rows = std::move(kept_rows);
+      running.assign(rows.size(), true);
+      window = 0;
     }
-    hidden = model->forward(next.to(device).unsqueeze(1), {}, &cache).select(1, 0);
   }
+#if defined(GRPO_WITH_CUDA)
+  if (graph_step) graph_step->release();
+#endif
   return results;
 }
 

@@ -151,12 +151,21 @@ def main() -> None:
 
     env = dict(os.environ, GRPO_TOKENIZER_CORPUS=str(folder), GRPO_TOKENIZER=str(TOKENIZER))
     result = subprocess.run([str(bench), "--benchmark_format=json", f"--benchmark_repetitions={args.repetitions}",
-                             "--benchmark_report_aggregates_only=true", "--benchmark_filter=BM_Encode/"],
+                             "--benchmark_report_aggregates_only=true", "--benchmark_filter=BM_Encode/|BM_Load"],
                             env=env, capture_output=True, text=True, check=True)
-    ours = {}
+    ours, our_load_ms = {}, None
     for b in json.loads(result.stdout)["benchmarks"]:
-        if b.get("aggregate_name") == "median":
+        if b.get("aggregate_name") != "median":
+            continue
+        if b["run_name"] == "BM_Load":
+            our_load_ms = b["cpu_time"]  # the benchmark's unit is ms
+        else:
             ours[b["run_name"].split("/")[1]] = b
+    hf_load = float("inf")
+    for _ in range(args.repetitions):
+        start = time.thread_time()
+        Tokenizer.from_file(str(TOKENIZER))
+        hf_load = min(hf_load, time.thread_time() - start)
 
     print(f"{'corpus':<10}{'MB':>7}{'tokens':>10} | {'tokenizers MB/s':>16}{'(loop/batch)':>14} | {'grpo MB/s':>10} | "
           f"{'tok/s tokenizers':>17}{'tok/s grpo':>12} | {'ratio':>6}")
@@ -177,6 +186,7 @@ def main() -> None:
         total_ours += our_seconds
     print(f"{'all':<10}{total_bytes / 1e6:>7.2f}{'':>10} | {total_bytes / total_hf / 1e6:>16.2f}{'':>14} | "
           f"{total_bytes / total_ours / 1e6:>10.2f} | {'':>29} | {total_hf / total_ours:>5.2f}x")
+    print(f"load tokenizer.json: tokenizers {hf_load * 1e3:.0f} ms, grpo {our_load_ms:.0f} ms (CPU time)")
     print(f"(ratio = tokenizers time / grpo time; > 1 means grpo is faster. tokenizers {tokenizers_version()}, "
           f"median of {args.repetitions} for grpo, best of {args.repetitions} for tokenizers)")
 

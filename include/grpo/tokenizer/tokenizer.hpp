@@ -38,7 +38,6 @@
 #include <memory>
 #include <optional>
 #include <span>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -688,14 +687,16 @@ class Tokenizer {
   explicit Tokenizer(std::shared_ptr<const detail::TokenizerData> data) : data_(std::move(data)) {}
 
   static std::string read_file(const std::filesystem::path& path) {
-    std::ifstream in(path, std::ios::binary);
+    std::ifstream in(path, std::ios::binary | std::ios::ate);
     if (!in) {
       throw Error(path.string() + ": cannot open for reading; pass a tokenizer.json or a folder holding one");
     }
-    std::ostringstream buffer;
-    buffer << in.rdbuf();
-    if (in.bad()) throw Error(path.string() + ": read error");
-    return std::move(buffer).str();
+    const std::streamoff size = in.tellg();
+    if (size < 0) throw Error(path.string() + ": cannot determine the file size; pass a regular file");
+    std::string text(static_cast<std::size_t>(size), '\0');
+    in.seekg(0);
+    if (!in.read(text.data(), size)) throw Error(path.string() + ": read error (the file changed or is unreadable)");
+    return text;
   }
 
   static nlohmann::json parse_json(const std::string& text, const std::string& source) {

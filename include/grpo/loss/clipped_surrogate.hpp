@@ -17,6 +17,7 @@
 // Each is a sum over sequences divided by a global constant, so the micro-batch losses add up to
 // the whole-batch loss and their gradients to its gradient.
 
+#include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/full.h>
@@ -29,6 +30,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "grpo/concepts/loss.hpp"
 #include "grpo/core/error.hpp"
@@ -247,15 +249,16 @@ inline SurrogateTerms surrogate_terms_aten(const ClippedSurrogateLoss& o, const 
 }
 
 /// The same terms in one pass over contiguous CPU memory (T = float or double), accumulating in
-/// double. mask: bool [B, T]; gradient: [B, T] written fully.
+/// double, for rows [row_begin, row_end). mask: bool [B, T]; gradient: [B, T], those rows written
+/// fully; row_stats: 6 per row (loss, tokens, clipped, approx_kl, ref_kl, ratio_max).
 template <class T>
 inline void surrogate_terms_host(const ClippedSurrogateLoss& o, const T* logp, const T* old, const T* ref, const T* adv,
-                                 const bool* mask, std::int64_t rows, std::int64_t cols, const LossNormalizer& norm,
-                                 T* gradient, double stats[6]) {
-  double loss = 0.0, tokens = 0.0, clipped_tokens = 0.0, approx_kl = 0.0, ref_kl = 0.0, ratio_max = 0.0;
+                                 const bool* mask, std::int64_t row_begin, std::int64_t row_end, std::int64_t cols,
+                                 const LossNormalizer& norm, T* gradient, double* row_stats) {
   const double low = 1.0 - o.clip_low;
   const double high = 1.0 + o.clip_high;
-  for (std::int64_t b = 0; b < rows; ++b) {
+  for (std::int64_t b = row_begin; b < row_end; ++b) {
+    double loss = 0.0, tokens = 0.0, clipped_tokens = 0.0, approx_kl = 0.0, ref_kl = 0.0, ratio_max = 0.0;
     const T* lp = logp + b * cols;
     const T* ol = old + b * cols;
     const bool* m = mask + b * cols;
@@ -322,13 +325,14 @@ inline void surrogate_terms_host(const ClippedSurrogateLoss& o, const T* logp, c
       approx_kl += 0.5 * log_ratio * log_ratio;
       ratio_max = std::max(ratio_max, ratio);
     }
+    double* out = row_stats + 6 * b;
+    out[0] = loss;
+    out[1] = tokens;
+    out[2] = clipped_tokens;
+    out[3] = approx_kl;
+    out[4] = ref_kl;
+    out[5] = ratio_max;
   }
-  stats[0] = loss;
-  stats[1] = tokens;
-  stats[2] = clipped_tokens;
-  stats[3] = approx_kl;
-  stats[4] = ref_kl;
-  stats[5] = ratio_max;
 }
 
 inline SurrogateTerms surrogate_terms_cpu(const ClippedSurrogateLoss& o, const at::Tensor& logprobs,
@@ -342,15 +346,30 @@ inline SurrogateTerms surrogate_terms_cpu(const ClippedSurrogateLoss& o, const a
   const at::Tensor m = mask.contiguous();
   SurrogateTerms t;
   t.gradient = at::empty(lp.sizes(), lp.options());
+  const std::int64_t rows = lp.size(0);
+  const std::int64_t cols = lp.size(1);
+  std::vector<double> row_stats(static_cast<std::size_t>(6 * rows));
+  // Rows are independent: split them over ATen's intra-op threads (>= ~16K tokens per task);
+  // per-row statistics are summed afterwards in row order, so the result does not depend on the
+  // number of threads.
+  at::parallel_for(0, rows, std::max<std::int64_t>(1, 16384 / std::max<std::int64_t>(cols, 1)),
+                   [&](std::int64_t begin, std::int64_t end) {
+                     if (type == at::kDouble) {
+                       surrogate_terms_host<double>(o, lp.data_ptr<double>(), old.data_ptr<double>(),
+                                                    ref.defined() ? ref.data_ptr<double>() : nullptr,
+                                                    adv.data_ptr<double>(), m.data_ptr<bool>(), begin, end, cols, norm,
+                                                    t.gradient.data_ptr<double>(), row_stats.data());
+                     } else {
+                       surrogate_terms_host<float>(o, lp.data_ptr<float>(), old.data_ptr<float>(),
+                                                   ref.defined() ? ref.data_ptr<float>() : nullptr,
+                                                   adv.data_ptr<float>(), m.data_ptr<bool>(), begin, end, cols, norm,
+                                                   t.gradient.data_ptr<float>(), row_stats.data());
+                     }
+                   });
   double stats[6] = {};
-  if (type == at::kDouble) {
-    surrogate_terms_host<double>(o, lp.data_ptr<double>(), old.data_ptr<double>(),
-                                 ref.defined() ? ref.data_ptr<double>() : nullptr, adv.data_ptr<double>(),
-                                 m.data_ptr<bool>(), lp.size(0), lp.size(1), norm, t.gradient.data_ptr<double>(), stats);
-  } else {
-    surrogate_terms_host<float>(o, lp.data_ptr<float>(), old.data_ptr<float>(),
-                                ref.defined() ? ref.data_ptr<float>() : nullptr, adv.data_ptr<float>(),
-                                m.data_ptr<bool>(), lp.size(0), lp.size(1), norm, t.gradient.data_ptr<float>(), stats);
+  for (std::int64_t b = 0; b < rows; ++b) {
+    for (int k = 0; k < 5; ++k) stats[k] += row_stats[static_cast<std::size_t>(6 * b + k)];
+    stats[5] = std::max(stats[5], row_stats[static_cast<std::size_t>(6 * b + 5)]);
   }
   const auto scalar = [&](double v) { return at::full({}, v, lp.options()); };
   t.loss = scalar(stats[0]);

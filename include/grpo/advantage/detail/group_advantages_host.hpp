@@ -7,6 +7,7 @@
 // reassociating floating-point sums.
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -52,50 +53,87 @@ struct GroupMoments {
 
 inline constexpr std::size_t kLanes = 8;
 
-template <class T>
-inline GroupMoments group_moments(const T* x, std::size_t n) {
+// Finiteness as an all-ones/all-zeros mask from the exponent bits. The hot loops select with
+// these masks (integer AND) instead of `?:` on floating-point values: under GCC's default
+// -ftrapping-math a conditional floating-point operation (a compare, a conversion) blocks
+// if-conversion, and with it vectorisation.
+inline std::uint64_t finite_mask(float v) {
+  return (std::bit_cast<std::uint32_t>(v) & 0x7f800000u) != 0x7f800000u ? ~std::uint64_t{0} : 0;
+}
+inline std::uint64_t finite_mask(double v) {
+  constexpr std::uint64_t exponent = 0x7ff0000000000000u;
+  return (std::bit_cast<std::uint64_t>(v) & exponent) != exponent ? ~std::uint64_t{0} : 0;
+}
+inline double masked(double v, std::uint64_t mask) {
+  return std::bit_cast<double>(std::bit_cast<std::uint64_t>(v) & mask);
+}
+
+// Fixed > 0: the group size is known at compile time, so the lane loops unroll completely and
+// vectorise (with a run-time size GCC keeps them scalar); group_moments dispatches to it.
+template <class T, std::size_t Fixed>
+inline GroupMoments group_moments_sized(const T* x, std::size_t n_runtime) {
+  const std::size_t n = Fixed > 0 ? Fixed : n_runtime;
   std::size_t first = 0;
-  while (first < n && !std::isfinite(x[first])) ++first;
+  while (first < n && finite_mask(x[first]) == 0) ++first;
   GroupMoments m;
   if (first == n) return m;
-  const T shift = x[first];
-  double count[kLanes] = {};
-  double sum[kLanes] = {};
-  double squares[kLanes] = {};
-  double differ[kLanes] = {};
-  std::size_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (std::size_t j = 0; j < kLanes; ++j) {
-      const T v = x[i + j];
-      const bool finite = std::isfinite(v);
-      const double d = finite ? static_cast<double>(v) - static_cast<double>(shift) : 0.0;
-      count[j] += finite ? 1.0 : 0.0;
-      sum[j] += d;
-      squares[j] += d * d;
-      differ[j] += d != 0.0 ? 1.0 : 0.0;
+  const double shift = static_cast<double>(x[first]);
+  // Lane j accumulates x[j], x[j + kLanes], ...: kLanes independent sums (the j loop is what
+  // the compiler vectorises), each in sequential order, so no floating-point reassociation.
+  double count[kLanes];
+  double sum[kLanes];
+  double squares[kLanes];
+  double spread[kLanes];  // sum |v - shift|: 0 iff every finite value equals the shift
+  const std::size_t blocks = n / kLanes;
+  for (std::size_t j = 0; j < kLanes; ++j) {
+    double c = 0.0, s = 0.0, q = 0.0, a = 0.0;
+    for (std::size_t b = 0; b < blocks; ++b) {
+      const T v = x[b * kLanes + j];
+      const std::uint64_t finite = finite_mask(v);
+      const double d = masked(static_cast<double>(v) - shift, finite);
+      c += masked(1.0, finite);
+      s += d;
+      q += d * d;
+      a += std::abs(d);
     }
+    count[j] = c;
+    sum[j] = s;
+    squares[j] = q;
+    spread[j] = a;
   }
-  for (std::size_t j = 0; j < kLanes && i + j < n; ++j) {  // the tail, fewer than kLanes values
-    const T v = x[i + j];
-    if (!std::isfinite(v)) continue;
-    const double d = static_cast<double>(v) - static_cast<double>(shift);
-    count[j] += 1.0;
-    sum[j] += d;
-    squares[j] += d * d;
-    differ[j] += d != 0.0 ? 1.0 : 0.0;
+  for (std::size_t i = blocks * kLanes, j = 0; i < n; ++i, ++j) {  // the tail, fewer than kLanes values
+    const T v = x[i];
+    const std::uint64_t finite = finite_mask(v);
+    const double d = masked(static_cast<double>(v) - shift, finite);
+    count[j % kLanes] += masked(1.0, finite);
+    sum[j % kLanes] += d;
+    squares[j % kLanes] += d * d;
+    spread[j % kLanes] += std::abs(d);
   }
   double finite = 0.0;
-  double differing = 0.0;
+  double total_spread = 0.0;
   for (std::size_t j = 0; j < kLanes; ++j) {
     finite += count[j];
     m.sum += sum[j];
     m.sum_squares += squares[j];
-    differing += differ[j];
+    total_spread += spread[j];
   }
   m.finite = static_cast<std::size_t>(finite);
-  m.shift = static_cast<double>(shift);
-  m.constant = m.finite <= 1 || differing == 0.0;
+  m.shift = shift;
+  m.constant = m.finite <= 1 || total_spread == 0.0;
   return m;
+}
+
+/// Count, shifted sums and constancy of the finite values of one group x[0..n).
+template <class T>
+inline GroupMoments group_moments(const T* x, std::size_t n) {
+  switch (n) {
+    case 8: return group_moments_sized<T, 8>(x, n);
+    case 16: return group_moments_sized<T, 16>(x, n);
+    case 32: return group_moments_sized<T, 32>(x, n);
+    case 64: return group_moments_sized<T, 64>(x, n);
+    default: return group_moments_sized<T, 0>(x, n);
+  }
 }
 
 /// The rule applied to one group's moments.
@@ -183,13 +221,14 @@ template <std::size_t K>
 inline void combine_group(const float* const* rows, const GroupAffine* affine, std::size_t n, float* out) {
   for (std::size_t i = 0; i < n; ++i) {
     double a = 0.0;
-    bool finite = true;
+    std::uint64_t finite = ~std::uint64_t{0};
     for (std::size_t k = 0; k < K; ++k) {
       const float v = rows[k][i];
-      finite = finite && std::isfinite(v);
+      finite &= finite_mask(v);
       a += affine[k].scale * (static_cast<double>(v) - affine[k].center);
     }
-    out[i] = finite ? static_cast<float>(a) : 0.0f;
+    const auto keep = static_cast<std::uint32_t>(finite);
+    out[i] = std::bit_cast<float>(std::bit_cast<std::uint32_t>(static_cast<float>(a)) & keep);
   }
 }
 
@@ -203,13 +242,13 @@ inline void combine_group(const float* const* rows, const GroupAffine* affine, s
     default:
       for (std::size_t i = 0; i < n; ++i) {
         double a = 0.0;
-        bool finite = true;
+        std::uint64_t finite = ~std::uint64_t{0};
         for (std::size_t k = 0; k < k_rewards; ++k) {
           const float v = rows[k][i];
-          finite = finite && std::isfinite(v);
+          finite &= finite_mask(v);
           a += affine[k].scale * (static_cast<double>(v) - affine[k].center);
         }
-        out[i] = finite ? static_cast<float>(a) : 0.0f;
+        out[i] = std::bit_cast<float>(std::bit_cast<std::uint32_t>(static_cast<float>(a)) & static_cast<std::uint32_t>(finite));
       }
   }
 }
@@ -238,8 +277,11 @@ inline void group_advantages_range(const float* table, std::size_t row_stride, c
       for (std::size_t k = 0; k < k_active; ++k)
         for (std::size_t i = 0; i < group_size; ++i) combined[i] += active.weights[k] * static_cast<double>(rows[k][i]);
       const GroupAffine a = group_affine(combined.data(), group_size, rule);
-      for (std::size_t i = 0; i < group_size; ++i)
-        out[offset + i] = std::isfinite(combined[i]) ? static_cast<float>(a.scale * (combined[i] - a.center)) : 0.0f;
+      for (std::size_t i = 0; i < group_size; ++i) {
+        const auto keep = static_cast<std::uint32_t>(finite_mask(combined[i]));
+        const auto value = static_cast<float>(a.scale * (combined[i] - a.center));
+        out[offset + i] = std::bit_cast<float>(std::bit_cast<std::uint32_t>(value) & keep);
+      }
     }
   }
 }

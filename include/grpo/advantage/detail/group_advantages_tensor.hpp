@@ -2,13 +2,12 @@
 // The tensor path of every group advantage estimator: [K, N] rewards -> [N] advantages on the
 // rewards' device, never synchronising with the host.
 //
-//   CPU tensors         -> the host path over the tensor's float32 memory, groups split over
-//                          ATen's intra-op threads (faster than ~30 small ATen kernels, see
-//                          docs/benchmarks/rl-math.md)
+//   CPU tensors         -> the host path over the tensor's float32 memory, one thread (faster
+//                          than ~30 small multi-threaded ATen kernels up to at least 8192 x 32 x 3,
+//                          see docs/benchmarks/rl-math.md)
 //   CUDA, kernel linked -> grpo::cuda's fused kernel (one launch, see cuda/kernels.cu)
 //   anything else       -> group_advantages_aten: masked ATen ops (where, no boolean indexing)
 
-#include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/isfinite.h>
@@ -123,18 +122,9 @@ inline at::Tensor group_advantages(const at::Tensor& rewards, std::int64_t group
   if (table.is_cpu()) {
     const at::Tensor x = table.detach().to(at::kFloat).contiguous();
     at::Tensor out = at::empty({table.size(1)}, x.options());
-    const ActiveRewards active = active_rewards(plan.weights, k_rewards, who);
-    const float* data = x.data_ptr<float>();
-    float* result = out.data_ptr<float>();
-    // Groups are independent: split them over ATen's intra-op threads, ~64K values per task
-    // (below that a thread costs more than it saves, so 512 x 32 x 3 runs on one).
-    const std::int64_t values_per_group = group_size * static_cast<std::int64_t>(std::max<std::size_t>(k_rewards, 1));
-    at::parallel_for(0, static_cast<std::int64_t>(samples) / group_size, std::max<std::int64_t>(1, 65536 / values_per_group),
-                     [&](std::int64_t begin, std::int64_t end) {
-                       group_advantages_range(data, samples, active, static_cast<std::size_t>(group_size),
-                                              static_cast<std::size_t>(begin), static_cast<std::size_t>(end), result,
-                                              plan.rule, plan.combination);
-                     });
+    group_advantages_range(x.data_ptr<float>(), samples, active_rewards(plan.weights, k_rewards, who),
+                           static_cast<std::size_t>(group_size), 0, samples / static_cast<std::size_t>(group_size),
+                           out.data_ptr<float>(), plan.rule, plan.combination);
     return out;
   }
   if (samples == 0) return at::empty({0}, table.options().dtype(at::kFloat));

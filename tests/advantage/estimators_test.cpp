@@ -21,6 +21,22 @@
 
 namespace {
 
+// ---- concept proofs and near misses (compile-time) ----
+struct RuleAsDouble {  // near miss: group_rule() must return a GroupRule
+  double group_rule() const { return 0.0; }
+};
+struct MutableRule {  // near miss: group_rule() must be callable on a const object
+  grpo::GroupRule group_rule() { return {}; }
+};
+static_assert(grpo::GroupBaseline<grpo::GroupNormalized> && grpo::GroupBaseline<grpo::DrGrpo> &&
+              grpo::GroupBaseline<grpo::LeaveOneOut>);
+static_assert(!grpo::GroupBaseline<RuleAsDouble> && !grpo::GroupBaseline<MutableRule>);
+static_assert(!grpo::GroupBaseline<grpo::Balanced<3>>, "a multi-reward estimator is not an inner rule");
+static_assert(grpo::AdvantageEstimatorFor<grpo::GroupNormalized, 1> && !grpo::AdvantageEstimatorFor<grpo::GroupNormalized, 3>);
+static_assert(grpo::AdvantageEstimatorFor<grpo::Balanced<3, grpo::LeaveOneOut>, 3>);
+static_assert(grpo::AdvantageEstimatorFor<grpo::RewardAverage<>, 7> && grpo::TensorAdvantageEstimator<grpo::RewardAverage<2>>);
+static_assert(grpo::estimator_rewards<grpo::Balanced<>> == std::dynamic_extent);
+
 constexpr float nan_f = std::numeric_limits<float>::quiet_NaN();
 constexpr float inf_f = std::numeric_limits<float>::infinity();
 

@@ -76,6 +76,7 @@ struct TokenizerData {
   /// Parallel to added_tokens: the string tokenizers' id_to_token and decode use, the content
   /// normalized when the token is normalized=true.
   std::vector<std::string> added_token_strings;
+  std::vector<std::pair<std::int64_t, std::size_t>> added_by_id;  ///< (id, index in added_tokens), sorted
   std::vector<AddedTokenRule> added_rules;  ///< parallel to added_tokens
   AddedTokenMatcher raw_matcher;            ///< normalized=false tokens, on the raw text
   AddedTokenMatcher normalized_matcher;     ///< normalized=true tokens, on normalized pieces
@@ -408,8 +409,10 @@ class TokenizerLoader {
         data.raw_matcher.add(token.content, rule);
         data.added_token_strings.push_back(token.content);
       }
+      data.added_by_id.emplace_back(token.id, data.added_tokens.size());
       data.added_tokens.push_back(std::move(token));
     }
+    std::sort(data.added_by_id.begin(), data.added_by_id.end());
   }
 
   void build_decode_table(TokenizerData& data) {
@@ -625,9 +628,8 @@ class Tokenizer {
   std::optional<std::string_view> id_to_token(std::int64_t id) const {
     const detail::TokenizerData& d = *data_;
     if (id < 0) return std::nullopt;
-    for (std::size_t k = 0; k < d.added_tokens.size(); ++k) {
-      if (d.added_tokens[k].id == id) return std::string_view(d.added_token_strings[k]);
-    }
+    const auto added = std::lower_bound(d.added_by_id.begin(), d.added_by_id.end(), std::pair<std::int64_t, std::size_t>{id, 0});
+    if (added != d.added_by_id.end() && added->first == id) return std::string_view(d.added_token_strings[added->second]);
     if (static_cast<std::uint64_t>(id) >= d.model.tokens.size() || d.model.tokens[static_cast<std::size_t>(id)].empty()) {
       return std::nullopt;
     }

@@ -158,6 +158,14 @@ grpo::Qwen2Policy build_policy(const PolicySpec& spec, const RunContext& ctx, co
   const grpo::Qwen2LoadOptions load{.device = ctx.device, .dtype = ctx.dtype,
                                     .activation_checkpointing = spec.activation_checkpointing};
   if (spec.model) return grpo::Qwen2Policy::load(*spec.model, load, policy_options);
+  if (!spec.warmup_data) {  // random weights (benchmarks): nothing worth caching
+    std::fprintf(stderr, "policy: random initialisation (no warm-up data): for benchmarks, it writes noise\n");
+    torch::manual_seed(ctx.seed);
+    const auto config = config_from_json(spec.init_config, ctx.config.source + ": policy.init.config");
+    grpo::Qwen2Model model(config, grpo::Qwen2Options{.device = ctx.device, .dtype = ctx.dtype,
+                                                      .activation_checkpointing = spec.activation_checkpointing});
+    return grpo::Qwen2Policy(model, load_tokenizer(ctx, std::nullopt), policy_options);
+  }
   const fs::path base = ctx.output_dir / "base-policy";
   const auto print = fingerprint(spec.section_json, {spec.warmup_data.value_or("")}, ctx.seed);
   if (cached(base, print)) {
@@ -220,7 +228,7 @@ WritingSpec read_writing(Section& s, const RunContext& ctx) {
   w.train.seed = ctx.seed;
   train.finish();
   init.finish();
-  if (!w.model && (w.init_config.is_null() || !w.pairs)) {
+  if (!w.model && w.init_config.is_null()) {
     throw grpo::Error(ctx.config.source + ": rewards.writing: give either \"model\" (a reward-model checkpoint folder) or "
                       "\"init\": {\"config\", \"train\": {\"pairs\", ...}}");
   }
@@ -256,6 +264,13 @@ fs::path train_or_reuse_reward_model(const WritingSpec& spec, const RunContext& 
 }
 
 grpo::WritingReward build_writing_reward(const WritingSpec& spec, const RunContext& ctx) {
+  if (!spec.model && !spec.pairs) {  // random weights (benchmarks)
+    std::fprintf(stderr, "writing reward: random initialisation (no preference pairs): for benchmarks, its scores are noise\n");
+    torch::manual_seed(ctx.seed + 1);
+    grpo::Qwen2RewardModel model(config_from_json(spec.init_config, ctx.config.source + ": rewards.writing.init.config"),
+                                 grpo::Qwen2Options{.device = ctx.device, .dtype = ctx.dtype});
+    return grpo::WritingReward(model, load_tokenizer(ctx, std::nullopt), spec.score);
+  }
   const fs::path dir = spec.model ? *spec.model : train_or_reuse_reward_model(spec, ctx, ctx.output_dir / "reward-model");
   auto model = grpo::load_qwen2_reward_model(dir, {.device = ctx.device, .dtype = ctx.dtype});
   auto tokenizer = ctx.tokenizer_path.empty() ? grpo::Tokenizer::from_file(dir) : grpo::Tokenizer::from_file(ctx.tokenizer_path);
@@ -362,8 +377,10 @@ grpo::TrainerOptions read_trainer(Section s, const RunContext& ctx, const grpo::
   o.lr.total_steps = o.steps * o.epochs * o.mini_batches;
   o.weight_decay = s.number("weight_decay", 0.0);
   o.max_grad_norm = s.number("max_grad_norm", 1.0);
+  o.bf16_autocast = s.boolean("bf16_autocast", false);
   o.save_every = s.integer("save_every", o.save_every);
   o.keep_checkpoints = s.integer("keep_checkpoints", o.keep_checkpoints);
+  o.save_final = s.boolean("save_final", o.save_final);
   o.log_samples_every = s.integer("log_samples_every", o.log_samples_every);
   s.finish();
   o.validate();

@@ -52,10 +52,14 @@ struct TrainerOptions {
   double adam_eps = 1e-8;              ///< AdamW epsilon; default 1e-8
   double weight_decay = 0.0;           ///< AdamW decoupled weight decay; default 0
   double max_grad_norm = 1.0;          ///< clip the global gradient norm to this; <= 0 disables; default 1.0
+  /// Run sampling and the policy's forward/backward under CUDA autocast to bfloat16 while the
+  /// parameters and AdamW state stay float32 (master weights); no effect on CPU. Default false.
+  bool bf16_autocast = false;
 
   // ---- output ----
   std::filesystem::path output_dir = "runs/grpo";  ///< metrics.jsonl, checkpoints/, samples.jsonl; default runs/grpo
   std::int64_t save_every = 50;        ///< checkpoint every N steps (and at the end); 0 = only at the end; default 50
+  bool save_final = true;              ///< checkpoint after the last step; default true
   std::int64_t keep_checkpoints = 3;   ///< newest checkpoints kept; 0 = keep all; default 3
   std::int64_t log_samples_every = 10; ///< write one completion per prompt to samples.jsonl every N steps; 0 = never; default 10
   bool progress = true;                ///< print the per-step progress line on stderr; default true

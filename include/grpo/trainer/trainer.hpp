@@ -11,6 +11,7 @@
 // from (seed, data position), sampling seeds from (seed, step, sample index), so a resumed run
 // repeats exactly what an uninterrupted one does.
 
+#include <ATen/autocast_mode.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/core/grad_mode.h>
 #include <ATen/ops/from_blob.h>
@@ -63,6 +64,34 @@ concept RewardTableScorer = requires(R& r, SampleBatch batch, RewardTableView<fl
   r.score(batch, out);
   { r.names() };
 };
+
+namespace detail {
+/// CUDA autocast to bfloat16 for the scope's lifetime (the C++ twin of torch.autocast("cuda")).
+class Bf16AutocastScope {
+ public:
+  explicit Bf16AutocastScope(bool on) : on_(on) {
+    if (!on_) return;
+    was_enabled_ = at::autocast::is_autocast_enabled(at::kCUDA);
+    was_dtype_ = at::autocast::get_autocast_dtype(at::kCUDA);
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+    at::autocast::increment_nesting();
+  }
+  ~Bf16AutocastScope() {
+    if (!on_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_autocast_enabled(at::kCUDA, was_enabled_);
+    at::autocast::set_autocast_dtype(at::kCUDA, was_dtype_);
+  }
+  Bf16AutocastScope(const Bf16AutocastScope&) = delete;
+  Bf16AutocastScope& operator=(const Bf16AutocastScope&) = delete;
+
+ private:
+  bool on_;
+  bool was_enabled_ = false;
+  at::ScalarType was_dtype_ = at::kBFloat16;
+};
+}  // namespace detail
 
 /// What update() measured (host numbers, read once per step).
 struct UpdateStats {
@@ -128,7 +157,10 @@ class Trainer {
     }
     SamplingOptions sampling = options_.sampling;
     sampling.seed = step_seed(step);
-    r.generations = policy_.generate(requests, sampling);
+    {
+      detail::Bf16AutocastScope autocast(options_.bf16_autocast);
+      r.generations = policy_.generate(requests, sampling);
+    }
     if (r.generations.size() != requests.size()) {
       throw Error("Trainer: the policy returned " + std::to_string(r.generations.size()) + " generations for " +
                   std::to_string(requests.size()) + " requests");
@@ -162,6 +194,7 @@ class Trainer {
   UpdateStats update(const Rollout& r, std::span<const float> adv, std::span<const std::size_t> selected) {
     UpdateStats stats;
     if (selected.empty()) return stats;
+    detail::Bf16AutocastScope autocast(options_.bf16_autocast);
     const std::int64_t pad_id = pad_token_id(r);
     // Fixed partition into mini-batches (sample order is already group-major and unbiased).
     const auto parts = static_cast<std::size_t>(options_.mini_batches);
@@ -321,7 +354,7 @@ class Trainer {
         for (const auto& name : reward_names_) shown.emplace_back(short_name(name), row["rewards"][name]["mean"].template get<double>());
         progress.print(step_, shown, row["completion_tokens"]["sum"].get<double>(), seconds);
       }
-      const bool last = step_ == options_.steps;
+      const bool last = step_ == options_.steps && options_.save_final;
       if (last || (options_.save_every > 0 && step_ % options_.save_every == 0)) save_checkpoint(row);
     }
   }

@@ -1,4 +1,5 @@
 // RewardSet at run time: rows in construction order, names, shape checks, non-finite rewards.
+#include <cmath>
 #include <grpo/rewards/format.hpp>
 #include <grpo/rewards/length.hpp>
 #include <grpo/rewards/reward_set.hpp>
@@ -58,13 +59,19 @@ TEST_CASE("a table of the wrong shape is refused") {
   CHECK_NOTHROW(rewards.score(SampleBatch{}, empty.view()));
 }
 
-TEST_CASE("a reward that produces NaN or infinity is named in the error") {
+TEST_CASE("a reward that produces NaN or infinity is kept by default and named when rejected") {
   const std::array<Sample, 3> batch{};
   RewardSet rewards{[](const Sample&) { return 1.0f; },
                     Named{.offset = std::numeric_limits<float>::infinity()}};
   RewardTable table(2, 3);
+  // Default: the values reach the table unchanged (the estimators define what they do).
+  CHECK_NOTHROW(rewards.score(batch, table.view()));
+  CHECK(table.row(0)[0] == 1.0f);
+  CHECK(std::isinf(table.row(1)[2]));
+  rewards.non_finite = NonFiniteRewards::reject;
   CHECK_THROWS_WITH(rewards.score(batch, table.view()), Catch::Contains("\"named\"") && Catch::Contains("sample 0"));
   RewardSet nan_reward{[](const Sample&) { return std::numeric_limits<double>::quiet_NaN(); }};
+  nan_reward.non_finite = NonFiniteRewards::reject;
   RewardTable one(1, 3);
   CHECK_THROWS_WITH(nan_reward.score(batch, one.view()), Catch::Contains("\"reward0\""));
 }

@@ -251,3 +251,24 @@ TEST_CASE("zero-variance groups are counted and can be filtered; truncated sampl
                          grpo::ClippedSurrogateLoss{}, toy_prompts(), options);
   CHECK(balanced.step()["zero_variance_group_fraction"].get<double>() == 1.0);
 }
+
+TEST_CASE("a NaN reward is counted, gets advantage 0, and does not stop the run", "[trainer]") {
+  ToyPolicy policy;
+  auto options = toy_options(scratch("nan"));
+  int calls = 0;
+  auto flaky = [&calls](const grpo::Sample& s) {  // the first sample of every batch scores NaN
+    return calls++ % 8 == 0 ? std::numeric_limits<float>::quiet_NaN() : share_of_a(s);
+  };
+  grpo::Trainer trainer(policy, grpo::RewardSet{flaky}, grpo::GroupNormalized{}, grpo::ClippedSurrogateLoss{},
+                        toy_prompts(), options);
+  const auto batch = toy_prompts().batch(0, 2);
+  const grpo::Rollout r = trainer.rollout(batch, 0);
+  const auto table = trainer.score(r);
+  const auto adv = trainer.advantages(table);
+  CHECK(std::isnan(table.row(0)[0]));
+  CHECK(adv[0] == 0.0f);
+  const auto row = trainer.step();
+  CHECK(row["rewards"]["reward0"]["non_finite"].get<int>() == 1);
+  CHECK(std::isfinite(row["loss"].get<double>()));
+  CHECK(std::isfinite(policy.theta().detach().sum().item<double>()));
+}

@@ -14,6 +14,7 @@
 #include <cmath>
 #include <concepts>
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <string>
 #include <tuple>
@@ -67,6 +68,12 @@ constexpr bool diagnose_reward() {
 
 }  // namespace detail
 
+/// How RewardSet treats a NaN or infinite score (see RewardSet::non_finite).
+enum class NonFiniteRewards : std::uint8_t {
+  keep,    ///< pass it to the estimator: left out of its group, advantage 0, counted in statistics
+  reject,  ///< throw grpo::Error naming the reward and the sample
+};
+
 /// True when every type is a grpo::Reward: what RewardSet<Rs...> requires.
 template <class... Rs>
 concept RewardList = (Reward<Rs> && ...);
@@ -105,8 +112,14 @@ class RewardSet {
     return result;
   }
 
+  /// What a NaN or infinite reward does. keep (default): it stays in the table, and every
+  /// estimator leaves it out of its group's statistics and gives its sample advantage 0, while
+  /// reward_statistics counts it (metrics "non_finite") — one bad score does not stop a run.
+  /// reject: score() throws grpo::Error naming the reward and the sample.
+  NonFiniteRewards non_finite = NonFiniteRewards::keep;
+
   /// Fills row k of `out` with reward k of every sample. `out` must be [size, batch.size()].
-  /// Throws grpo::Error for a wrong shape or when a reward produces a NaN or an infinity.
+  /// Throws grpo::Error for a wrong shape, and for a NaN or infinity under NonFiniteRewards::reject.
   void score(SampleBatch batch, RewardTableView<float> out) {
     if (out.rewards != size || out.samples != batch.size() || (out.data == nullptr && size * batch.size() > 0)) {
       throw Error("RewardSet::score: expected a reward table of shape [" + std::to_string(size) + ", " +
@@ -123,6 +136,7 @@ class RewardSet {
   template <std::size_t I>
   void score_one(SampleBatch batch, std::span<float> row) {
     grpo::score(std::get<I>(rewards_), batch, row);
+    if (non_finite == NonFiniteRewards::keep) return;
     for (std::size_t i = 0; i < row.size(); ++i) {
       if (!std::isfinite(row[i])) {
         std::string name(grpo::reward_name(std::get<I>(rewards_)));

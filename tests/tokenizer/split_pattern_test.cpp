@@ -67,9 +67,8 @@ TEST_CASE("split pattern: hand-written matchers equal PCRE2 on the translated pa
   // Every probe chunk and every corpus text, for the three patterns with a hand-written matcher.
   std::vector<std::string> texts;
   for (auto& chunk : probe_chunks()) texts.push_back(std::move(chunk.first));
-  for (const auto& c : grpo::test::read_json(grpo::test::tokenizer_fixture_dir() / "cases.json")["cases"]) {
-    texts.push_back(grpo::test::unhex(c["normalized"]));
-  }
+  const auto fixture = grpo::test::read_json(grpo::test::tokenizer_fixture_dir() / "cases.json");
+  for (const auto& c : fixture["cases"]) texts.push_back(grpo::test::unhex(c["normalized"]));
   for (const auto pattern : {grpo::detail::qwen2_pattern, grpo::detail::llama3_pattern, grpo::detail::gpt2_pattern}) {
     const SplitPattern fast(std::string(pattern), true, "test");
     const SplitPattern pcre2(std::string(pattern), true, "test", /*allow_fast_path=*/false);

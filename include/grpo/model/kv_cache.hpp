@@ -30,7 +30,7 @@
 #include <ATen/ops/arange.h>
 #include <ATen/ops/cumsum.h>
 #include <ATen/ops/index_copy.h>
-#include <ATen/ops/index_fill.h>
+#include <ATen/ops/ones.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
 #include <c10/core/TensorOptions.h>
@@ -107,7 +107,8 @@ class KVCache {
       if (new_tokens != 1 || attention_mask.defined()) {
         throw Error("KVCache::begin_step: static-window mode takes one real token per row and step (decode)");
       }
-      key_mask_.narrow(0, 0, batch_).index_fill_(1, slot_, true);
+      // index_copy_ with a device index: the write HF's StaticCache uses under CUDA graphs
+      key_mask_.narrow(0, 0, batch_).index_copy_(1, slot_, real_column_.narrow(0, 0, batch_));
       positions = next_positions_.narrow(0, 0, batch_).unsqueeze(1).clone();
     } else if (attention_mask.defined()) {
       if (attention_mask.dim() != 2 || attention_mask.size(0) != batch_ || attention_mask.size(1) != new_tokens) {
@@ -189,6 +190,7 @@ class KVCache {
     if (window > 0) {
       slot_.fill_(length_);
       window_slots_ = at::arange(window, at::TensorOptions().device(options_.device).dtype(at::kLong));
+      real_column_ = at::ones({options_.batch_size, 1}, at::TensorOptions().device(options_.device).dtype(at::kBool));
     }
   }
 
@@ -257,6 +259,7 @@ class KVCache {
   at::Tensor next_positions_;  // [B_max] int64
   at::Tensor slot_;            // [1] int64: the write position in static-window mode
   at::Tensor window_slots_;    // [window] int64: 0 .. window - 1
+  at::Tensor real_column_;     // [B_max, 1] bool, all true: what a decode step writes into key_mask_
   std::int64_t static_window_ = 0;
   std::int64_t batch_ = 0;
   std::int64_t length_ = 0;

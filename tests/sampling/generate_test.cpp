@@ -87,6 +87,33 @@ TEST_CASE("rows that reach the EOS stop there while the others go on", "[samplin
   }
 }
 
+TEST_CASE("static-window decode steps (what CUDA graphs replay) give the tokens of plain steps", "[sampling]") {
+  auto model = grpo::load_qwen2(fixtures / "gqa4_sharded");
+  model->eval();
+  const auto prompts = prompts_of("gqa4_sharded");
+  // Windows of 4 slots: the window grows (and the step is rebuilt) several times in 40 tokens.
+  const grpo::DecodeOptions static_steps{.graph_window = 4, .static_window_steps = true};
+  for (grpo::SamplingOptions options : {grpo::SamplingOptions{.max_new_tokens = 40, .greedy = true},
+                                        grpo::SamplingOptions{.top_p = 0.9, .max_new_tokens = 40, .seed = 9}}) {
+    const auto free_run = grpo::generate(model, prompts, options);
+    // Row 0 stops at its 5th token and row 2 at its 12th: the static batch of 3 keeps computing
+    // finished rows until two have finished, then shrinks to one row.
+    options.stop_token_ids = {free_run[0].ids[4], free_run[2].ids[11]};
+    const auto plain = grpo::generate(model, prompts, options);
+    const auto windowed = grpo::generate(model, prompts, options, nullptr, static_steps);
+    for (std::size_t i = 0; i < prompts.size(); ++i) {
+      INFO("request " << i);
+      CHECK(windowed[i].ids == plain[i].ids);
+      CHECK(windowed[i].finish_reason == plain[i].finish_reason);
+      REQUIRE(windowed[i].logprobs.size() == plain[i].logprobs.size());
+      for (std::size_t t = 0; t < plain[i].logprobs.size(); ++t) {
+        CHECK(windowed[i].logprobs[t] == Approx(plain[i].logprobs[t]).margin(1e-4));
+      }
+    }
+    CHECK(plain[0].finish_reason == grpo::FinishReason::stop);
+  }
+}
+
 TEST_CASE("a request's sample depends on its seed, not on the batch around it", "[sampling]") {
   auto model = grpo::load_qwen2(fixtures / "tied_gqa2");
   model->eval();

@@ -103,6 +103,9 @@ struct DecodeOptions {
   /// ones masked) grows by doubling from the first multiple of this that holds the prompt, and
   /// each window size is captured once. Default 256.
   std::int64_t graph_window = 256;
+  /// Decode through the static-window cache step that CUDA graphs capture, without capturing
+  /// (on any device): for testing that path where no GPU is. Default false.
+  bool static_window_steps = false;
 };
 
 namespace detail {
@@ -118,79 +121,99 @@ inline StepResult to_host(const SampledTokens& sampled) {
   return {sampled.tokens.cpu(), sampled.logprobs.cpu(), sampled.valid.cpu()};
 }
 
-#if defined(GRPO_WITH_CUDA)
-/// A decode step captured in a CUDA graph over a static-window KV cache: static input buffers
-/// (next tokens, uniforms), static output buffers, replayed once per token.
-class GraphedDecodeStep {
+/// A decode step over a static-window KV cache (KVCache::set_static_window) with static input
+/// buffers (next tokens, uniforms) and output buffers. On a CUDA device with `capture`, the
+/// step is captured once per window size and batch size in a CUDA graph and replayed; otherwise
+/// (any device) it runs eagerly, the same work in the same order: the path a graph replays,
+/// testable without a GPU.
+class StaticDecodeStep {
  public:
-  GraphedDecodeStep(Qwen2Model& model, KVCache& cache, const SamplingOptions& options)
-      : model_(&model), cache_(&cache), options_(&options) {}
+  StaticDecodeStep(Qwen2Model& model, KVCache& cache, const SamplingOptions& options, bool capture)
+      : model_(&model), cache_(&cache), options_(&options), capture_(capture) {}
 
-  /// Runs one step with `tokens` [B, 1] (host or device) and `uniforms` [B] (host, float64, or
-  /// undefined when greedy); captures the step first when the window or the batch changed.
+  /// Runs one step with `tokens` [B] (host) and `uniforms` [B] (host, float64, or undefined when
+  /// greedy) over the first `window` slots of the cache.
   StepResult step(const at::Tensor& tokens, const at::Tensor& uniforms, std::int64_t window) {
     const auto rows = cache_->batch_size();
-    if (!graph_ || window != cache_->static_window() || rows != rows_) {
-      // New shapes: run this step eagerly on a side stream (it warms up the kernels and
-      // handles for that stream), then capture the same step; later steps replay it.
-      graph_.reset();
+    const bool reshaped = window != cache_->static_window() || rows != rows_;
+    if (reshaped) {
+      release();
       cache_->set_static_window(window);
       rows_ = rows;
-      const auto device = (*model_)->output_weight().device();
-      tokens_in_ = tokens.to(device).reshape({rows, 1}).clone();
-      uniforms_in_ = uniforms.defined() ? uniforms.to(device) : at::Tensor();
-      c10::cuda::getCurrentCUDAStream(device.index()).synchronize();  // the side stream sees the inputs
-      auto stream = c10::cuda::getStreamFromPool(false, device.index());
-      {
-        c10::cuda::CUDAStreamGuard guard(stream);
-        run();
-        stream.synchronize();
-        const auto result = StepResult{tokens_out_.cpu(), logprobs_out_.cpu(), valid_out_.cpu()};
-        cache_->advance_static();
-        auto graph = std::make_unique<at::cuda::CUDAGraph>();
-        // The capture records the step without executing it (the state stays as it is).
-        if (pool_.first == 0 && pool_.second == 0) pool_ = at::cuda::graph_pool_handle();
-        try {
-          graph->capture_begin(pool_);
-          try {
-            run();
-          } catch (...) {
-            try {
-              graph->capture_end();
-            } catch (...) {
-            }
-            throw;
-          }
-          graph->capture_end();
-          graph_ = std::move(graph);
-        } catch (const std::exception& e) {
-          // A step that cannot be captured still runs eagerly: correct, only slower.
-          failed_ = true;
-          std::fprintf(stderr, "grpo::generate: CUDA graph capture failed (%s); decoding without CUDA graphs\n", e.what());
-        }
-        stream.synchronize();
-        return result;
-      }
     }
-    if (uniforms.defined()) uniforms_in_.copy_(uniforms, /*non_blocking=*/false);
-    graph_->replay();
+    const auto device = (*model_)->output_weight().device();
+#if defined(GRPO_WITH_CUDA)
+    if (capture_ && device.is_cuda()) {
+      if (reshaped || !graph_) return capture_and_step(tokens, uniforms, device);
+      if (uniforms.defined()) uniforms_in_.copy_(uniforms, /*non_blocking=*/false);
+      graph_->replay();  // the graph feeds its sampled tokens back into tokens_in_ itself
+      return finish_step();
+    }
+#endif
+    tokens_in_ = tokens.to(device).reshape({rows, 1});
+    uniforms_in_ = uniforms.defined() ? uniforms.to(device) : at::Tensor();
+    run();
+    return finish_step();
+  }
+
+  /// True once a capture failed: the caller goes on with plain eager steps.
+  bool failed() const { return failed_; }
+
+  /// Leaves static-window mode (before compacting the cache, or at the end).
+  void release() {
+#if defined(GRPO_WITH_CUDA)
+    graph_.reset();
+#endif
+    if (cache_->static_window() != 0) cache_->set_static_window(0);
+  }
+
+ private:
+  StepResult finish_step() {
     auto result = StepResult{tokens_out_.cpu(), logprobs_out_.cpu(), valid_out_.cpu()};
     cache_->advance_static();
     return result;
   }
 
-  /// True once a capture failed: the caller goes on with eager steps.
-  bool failed() const { return failed_; }
-
-  /// Leaves static-window mode (before compacting the cache, or at the end).
-  void release() {
-    graph_.reset();
-    if (cache_->static_window() != 0) cache_->set_static_window(0);
+#if defined(GRPO_WITH_CUDA)
+  // New shapes: run this step eagerly on a side stream (it warms up the kernels and handles for
+  // that stream), then capture the same step there; later steps replay it.
+  StepResult capture_and_step(const at::Tensor& tokens, const at::Tensor& uniforms, c10::Device device) {
+    tokens_in_ = tokens.to(device).reshape({rows_, 1}).clone();
+    uniforms_in_ = uniforms.defined() ? uniforms.to(device) : at::Tensor();
+    c10::cuda::getCurrentCUDAStream(device.index()).synchronize();  // the side stream sees the inputs
+    auto stream = c10::cuda::getStreamFromPool(false, device.index());
+    c10::cuda::CUDAStreamGuard guard(stream);
+    run();
+    stream.synchronize();
+    auto result = finish_step();
+    auto graph = std::make_unique<at::cuda::CUDAGraph>();
+    // The capture records the step without executing it (the state stays as it is).
+    if (pool_.first == 0 && pool_.second == 0) pool_ = at::cuda::graph_pool_handle();
+    try {
+      graph->capture_begin(pool_);
+      try {
+        run();
+      } catch (...) {
+        try {
+          graph->capture_end();
+        } catch (...) {
+        }
+        throw;
+      }
+      graph->capture_end();
+      graph_ = std::move(graph);
+    } catch (const std::exception& e) {
+      // A step that cannot be captured still runs eagerly: correct, only slower.
+      failed_ = true;
+      std::fprintf(stderr, "grpo::generate: CUDA graph capture failed (%s); decoding without CUDA graphs\n", e.what());
+    }
+    stream.synchronize();
+    return result;
   }
+#endif
 
- private:
-  // The captured work: forward of tokens_in_ through the static cache, sampling, and feeding
-  // the sampled tokens back as the next input.
+  // The step: forward of tokens_in_ through the static cache, sampling into the output buffers,
+  // and the sampled tokens fed back as the next input.
   void run() {
     const auto hidden = (*model_)->forward(tokens_in_, {}, cache_).select(1, 0);
     const auto sampled = sample_tokens((*model_)->logits(hidden), uniforms_in_, *options_);
@@ -208,13 +231,15 @@ class GraphedDecodeStep {
   Qwen2Model* model_;
   KVCache* cache_;
   const SamplingOptions* options_;
+  bool capture_;
+  bool failed_ = false;
+  std::int64_t rows_ = 0;
+  at::Tensor tokens_in_, uniforms_in_, tokens_out_, logprobs_out_, valid_out_;
+#if defined(GRPO_WITH_CUDA)
   std::unique_ptr<at::cuda::CUDAGraph> graph_;
   at::cuda::MempoolId_t pool_{0, 0};
-  std::int64_t rows_ = 0;
-  bool failed_ = false;
-  at::Tensor tokens_in_, uniforms_in_, tokens_out_, logprobs_out_, valid_out_;
-};
 #endif
+};
 
 }  // namespace detail
 
@@ -281,13 +306,15 @@ inline std::vector<Generation> generate(Qwen2Model& model, std::span<const std::
   std::vector<bool> running(prompts.size(), true);
 
 #if defined(GRPO_WITH_CUDA)
-  bool graphed = decode.cuda_graphs && device.is_cuda();
-  std::optional<detail::GraphedDecodeStep> graph_step;
-  if (graphed) graph_step.emplace(model, cache, options);
+  const bool graphs = decode.cuda_graphs && device.is_cuda();
 #else
-  const bool graphed = false;
+  const bool graphs = false;
 #endif
-  std::int64_t window = 0;  // the static window of the graphed step
+  // Static-window steps: always under CUDA graphs, on request elsewhere (tests of that path).
+  bool static_steps = graphs || decode.static_window_steps;
+  std::optional<detail::StaticDecodeStep> static_step;
+  if (static_steps) static_step.emplace(model, cache, options, graphs);
+  std::int64_t window = 0;  // the static window
 
   // Prefill, and the first token from the prompts' last position.
   auto hidden = model->forward(ids.to(device), mask.to(device), &cache).select(1, width - 1);  // [B, H]
@@ -296,28 +323,26 @@ inline std::vector<Generation> generate(Qwen2Model& model, std::span<const std::
     const auto cache_rows = static_cast<std::int64_t>(rows.size());
     at::Tensor uniforms;
     if (!options.greedy) {
-      std::vector<double> u(rows.size(), 0.5);  // finished rows (graphed batches) draw nothing
+      std::vector<double> u(rows.size(), 0.5);  // finished rows (static batches) draw nothing
       for (std::size_t r = 0; r < rows.size(); ++r) {
         if (running[r]) u[r] = detail::uniform_from(engines[static_cast<std::size_t>(rows[r])]);
       }
       uniforms = at::from_blob(u.data(), {cache_rows}, at::kDouble).clone();
     }
     detail::StepResult sampled;
-    if (step == 0 || !graphed) {
+    if (step == 0 || !static_steps) {
       if (step > 0) hidden = model->forward(next.to(device).unsqueeze(1), {}, &cache).select(1, 0);
       sampled = detail::to_host(sample_tokens(model->logits(hidden), uniforms, options));
     } else {
-#if defined(GRPO_WITH_CUDA)
       if (cache.length() + 1 > window) {
         const auto quantum = decode.graph_window;
         window = std::min(capacity, std::max(2 * window, (cache.length() + 1 + quantum - 1) / quantum * quantum));
       }
-      sampled = graph_step->step(next, uniforms, window);
-      if (graph_step->failed()) {  // this step ran eagerly; the next ones will too
-        graph_step->release();
-        graphed = false;
+      sampled = static_step->step(next, uniforms, window);
+      if (static_step->failed()) {  // this step ran eagerly; the next ones will too
+        static_step->release();
+        static_steps = false;
       }
-#endif
     }
     const auto* token_data = sampled.tokens.data_ptr<std::int64_t>();
     const auto* logprob_data = sampled.logprobs.data_ptr<float>();
@@ -353,13 +378,11 @@ inline std::vector<Generation> generate(Qwen2Model& model, std::span<const std::
     }
     if (still_running == 0) break;
     next = sampled.tokens;
-    // Drop finished rows from the cache: at once when stepping eagerly; in a graphed batch only
-    // once half of it has finished (each new batch size costs a capture).
-    const bool compact = graphed ? 2 * still_running <= cache_rows : still_running < cache_rows;
+    // Drop finished rows from the cache: at once when stepping eagerly; in a static (graphed)
+    // batch only once half of it has finished (each new batch size costs a capture).
+    const bool compact = static_steps ? 2 * still_running <= cache_rows : still_running < cache_rows;
     if (compact) {
-#if defined(GRPO_WITH_CUDA)
-      if (graph_step) graph_step->release();
-#endif
+      if (static_step) static_step->release();
       std::vector<std::int64_t> keep, kept_rows;
       for (std::size_t r = 0; r < rows.size(); ++r) {
         if (!running[r]) continue;
@@ -374,9 +397,7 @@ inline std::vector<Generation> generate(Qwen2Model& model, std::span<const std::
       window = 0;
     }
   }
-#if defined(GRPO_WITH_CUDA)
-  if (graph_step) graph_step->release();
-#endif
+  if (static_step) static_step->release();
   return results;
 }
 

@@ -112,7 +112,7 @@ def main() -> None:
 
 #include <cstdint>
 
-namespace grpo::detail::unicode_tables {{
+namespace grpo::tokenizer_detail::unicode_tables {{
 
 /// Unicode general categories; Cn (unassigned) is 0.
 enum class GeneralCategory : std::uint8_t {{ {enum} }};
@@ -138,7 +138,7 @@ inline constexpr char32_t word_ranges[][2] = {{
 {chr(10).join("    " + " ".join(f"{{0x{a:04X}, 0x{b:04X}}}," for a, b in word_ranges[i:i + 5]) for i in range(0, len(word_ranges), 5))}
 }};
 
-}}  // namespace grpo::detail::unicode_tables
+}}  // namespace grpo::tokenizer_detail::unicode_tables
 """)
     print(f"{OUT}: {len(runs)} runs, {len(white_space)} white-space code points, {len(word_ranges)} word ranges, {len(opaque_ranges)} opaque ranges")
 

@@ -28,7 +28,7 @@ grpo::Tokenizer make_tokenizer(bool with_added_tokens) {
   for (int b = 0; b < 256; ++b) {
     std::string spelled;
     const char byte = static_cast<char>(b);
-    grpo::detail::append_byte_level(spelled, std::string_view(&byte, 1));
+    grpo::tokenizer_detail::append_byte_level(spelled, std::string_view(&byte, 1));
     vocab[spelled] = b;
   }
   const char* merges[][2] = {{"Ġ", "t"}, {"h", "e"}, {"Ġt", "he"}, {"ä", "¸"}, {"ä¸", "Ń"}, {"Ġ", "Ġ"}};
@@ -56,7 +56,7 @@ grpo::Tokenizer make_tokenizer(bool with_added_tokens) {
       {"pre_tokenizer",
        {{"type", "Sequence"},
         {"pretokenizers",
-         {{{"type", "Split"}, {"pattern", {{"Regex", std::string(grpo::detail::qwen2_pattern)}}}, {"behavior", "Isolated"}},
+         {{{"type", "Split"}, {"pattern", {{"Regex", std::string(grpo::tokenizer_detail::qwen2_pattern)}}}, {"behavior", "Isolated"}},
           {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}}}}},
       {"decoder", {{"type", "ByteLevel"}}},
       {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", merge_list}}}};

@@ -49,7 +49,7 @@ inline std::vector<std::int64_t> ids_of(const nlohmann::json& array) { return ar
 /// A piece spelled as tokenizers' pre_tokenize_str returns it (byte-level: " a" -> "Ġa").
 inline std::string byte_level(std::string_view piece) {
   std::string out;
-  detail::append_byte_level(out, piece);
+  tokenizer_detail::append_byte_level(out, piece);
   return out;
 }
 

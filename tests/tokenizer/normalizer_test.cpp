@@ -9,13 +9,13 @@
 
 #include "fixture.hpp"
 
-using grpo::detail::NormalizationForm;
+using grpo::tokenizer_detail::NormalizationForm;
 
 TEST_CASE("normalizer: NFC equals tokenizers' NFC, code point by code point", "[tokenizer]") {
   const auto dir = grpo::test::tokenizer_fixture_dir() / "probes";
   const std::string input = grpo::test::read_binary(dir / "nfc_input.txt");
   const std::string expected = grpo::test::read_binary(dir / "nfc_expected.txt");
-  const grpo::detail::Normalizer nfc({NormalizationForm::nfc});
+  const grpo::tokenizer_detail::Normalizer nfc({NormalizationForm::nfc});
   std::string storage, scratch;
   // Line by line, so a difference names its code point (lines hold one code point each).
   std::size_t a = 0, b = 0;
@@ -53,9 +53,9 @@ TEST_CASE("normalizer: the NFC fast path equals NFC of the whole text", "[tokeni
     const int length = 1 + static_cast<int>(rng() % 12);
     for (int i = 0; i < length; ++i) grpo::utf8::append(text, alphabet[rng() % alphabet.size()]);
     std::string fast;
-    const bool changed = grpo::detail::nfc_fast(text, fast);
+    const bool changed = grpo::tokenizer_detail::nfc_fast(text, fast);
     std::string full;
-    grpo::detail::normalize_segmented(text, NormalizationForm::nfc, full);
+    grpo::tokenizer_detail::normalize_segmented(text, NormalizationForm::nfc, full);
     if ((changed ? fast : text) != full && failures++ < 10) UNSCOPED_INFO("text " << text);
   }
   CHECK(failures == 0);
@@ -63,19 +63,19 @@ TEST_CASE("normalizer: the NFC fast path equals NFC of the whole text", "[tokeni
 
 TEST_CASE("normalizer: forms and sequences", "[tokenizer]") {
   std::string storage, scratch;
-  const grpo::detail::Normalizer none;
+  const grpo::tokenizer_detail::Normalizer none;
   CHECK(none.empty());
   CHECK(none.apply("e\xCC\x81", storage, scratch) == "e\xCC\x81");
   // e + U+0301 <-> U+00E9; U+FB01 (ﬁ) is a compatibility ligature: only NFK* expand it.
-  const grpo::detail::Normalizer nfc({NormalizationForm::nfc});
-  const grpo::detail::Normalizer nfd({NormalizationForm::nfd});
-  const grpo::detail::Normalizer nfkc({NormalizationForm::nfkc});
-  const grpo::detail::Normalizer nfkd({NormalizationForm::nfkd});
+  const grpo::tokenizer_detail::Normalizer nfc({NormalizationForm::nfc});
+  const grpo::tokenizer_detail::Normalizer nfd({NormalizationForm::nfd});
+  const grpo::tokenizer_detail::Normalizer nfkc({NormalizationForm::nfkc});
+  const grpo::tokenizer_detail::Normalizer nfkd({NormalizationForm::nfkd});
   CHECK(nfc.apply("e\xCC\x81 \xEF\xAC\x81", storage, scratch) == "\xC3\xA9 \xEF\xAC\x81");
   CHECK(nfd.apply("\xC3\xA9", storage, scratch) == "e\xCC\x81");
   CHECK(nfkc.apply("\xEF\xAC\x81 e\xCC\x81", storage, scratch) == "fi \xC3\xA9");
   CHECK(nfkd.apply("\xEF\xAC\x81 \xC3\xA9", storage, scratch) == "fi e\xCC\x81");
-  const grpo::detail::Normalizer sequence({NormalizationForm::nfd, NormalizationForm::nfc});
+  const grpo::tokenizer_detail::Normalizer sequence({NormalizationForm::nfd, NormalizationForm::nfc});
   CHECK(sequence.apply("\xE2\x84\xAB", storage, scratch) == "\xC3\x85");  // Angstrom sign -> Å
   CHECK(nfc.apply("plain ascii", storage, scratch) == "plain ascii");
 }

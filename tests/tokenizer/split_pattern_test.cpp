@@ -10,7 +10,7 @@
 
 #include "fixture.hpp"
 
-using grpo::detail::SplitPattern;
+using grpo::tokenizer_detail::SplitPattern;
 
 namespace {
 
@@ -69,7 +69,7 @@ TEST_CASE("split pattern: hand-written matchers equal PCRE2 on the translated pa
   for (auto& chunk : probe_chunks()) texts.push_back(std::move(chunk.first));
   const auto fixture = grpo::test::read_json(grpo::test::tokenizer_fixture_dir() / "cases.json");
   for (const auto& c : fixture["cases"]) texts.push_back(grpo::test::unhex(c["normalized"]));
-  for (const auto pattern : {grpo::detail::qwen2_pattern, grpo::detail::llama3_pattern, grpo::detail::gpt2_pattern}) {
+  for (const auto pattern : {grpo::tokenizer_detail::qwen2_pattern, grpo::tokenizer_detail::llama3_pattern, grpo::tokenizer_detail::gpt2_pattern}) {
     const SplitPattern fast(std::string(pattern), true, "test");
     const SplitPattern pcre2(std::string(pattern), true, "test", /*allow_fast_path=*/false);
     REQUIRE(fast.tiles());
@@ -83,7 +83,7 @@ TEST_CASE("split pattern: hand-written matchers equal PCRE2 on the translated pa
 }
 
 TEST_CASE("split pattern: Oniguruma escapes are translated, unsupported ones rejected", "[tokenizer]") {
-  using grpo::detail::translate_onig_pattern;
+  using grpo::tokenizer_detail::translate_onig_pattern;
   // \s is Oniguruma's White_Space (no U+180E, which PCRE2's \s includes).
   const SplitPattern space("\\s", true, "test");
   CHECK(matches(space, "a\xE1\xA0\x8E" "b").empty());                                  // U+180E

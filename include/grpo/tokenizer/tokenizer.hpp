@@ -65,7 +65,7 @@ struct AddedToken {
   bool normalized = false;   ///< matched in the normalized text instead of the raw text
 };
 
-namespace detail {
+namespace tokenizer_detail {
 
 struct TokenizerData {
   std::string source;  ///< where it was loaded from, for messages
@@ -473,7 +473,7 @@ class TokenizerLoader {
   std::string source_;
 };
 
-}  // namespace detail
+}  // namespace tokenizer_detail
 
 class Tokenizer {
  public:
@@ -496,17 +496,17 @@ class Tokenizer {
   /// `source` names it in error messages.
   static Tokenizer from_string(const std::string& tokenizer_json_text, std::string_view source = "tokenizer.json",
                                const nlohmann::json& tokenizer_config = nullptr) {
-    detail::ModelTables tables;
+    tokenizer_detail::ModelTables tables;
     const std::string name(source);
-    const nlohmann::json root = detail::parse_tokenizer_json(tokenizer_json_text, name, tables);
-    return Tokenizer(detail::TokenizerLoader(name).load(root, tokenizer_config, &tables));
+    const nlohmann::json root = tokenizer_detail::parse_tokenizer_json(tokenizer_json_text, name, tables);
+    return Tokenizer(tokenizer_detail::TokenizerLoader(name).load(root, tokenizer_config, &tables));
   }
 
   /// Builds a tokenizer from parsed tokenizer.json (and optionally tokenizer_config.json);
   /// `source` names it in error messages.
   static Tokenizer from_json(const nlohmann::json& tokenizer_json, std::string_view source = "tokenizer.json",
                              const nlohmann::json& tokenizer_config = nullptr) {
-    return Tokenizer(detail::TokenizerLoader(std::string(source)).load(tokenizer_json, tokenizer_config));
+    return Tokenizer(tokenizer_detail::TokenizerLoader(std::string(source)).load(tokenizer_json, tokenizer_config));
   }
 
   /// The ids of `text` (any bytes; see the file comment for invalid UTF-8). With
@@ -520,8 +520,8 @@ class Tokenizer {
 
   /// Appends the ids of `text` to `out`.
   void encode_into(std::string_view text, std::vector<std::int64_t>& out, bool allow_special = true) const {
-    const detail::TokenizerData& d = *data_;
-    detail::EncodeScratch& scratch = detail::encode_scratch();
+    const tokenizer_detail::TokenizerData& d = *data_;
+    tokenizer_detail::EncodeScratch& scratch = tokenizer_detail::encode_scratch();
     std::string_view input = text;
     if (utf8::first_invalid(text) != std::string_view::npos) {
       scratch.sanitized = utf8::sanitize(text);
@@ -599,7 +599,7 @@ class Tokenizer {
   /// The raw bytes `id` contributes to decode() (not necessarily valid UTF-8 on their own);
   /// empty for ids that name no token.
   std::string_view token_bytes(std::int64_t id) const noexcept {
-    const detail::TokenizerData& d = *data_;
+    const tokenizer_detail::TokenizerData& d = *data_;
     if (id < 0 || static_cast<std::uint64_t>(id) >= d.id_flags.size()) return {};
     const auto k = static_cast<std::size_t>(id);
     return std::string_view(d.decode_bytes).substr(d.decode_offsets[k], d.decode_offsets[k + 1] - d.decode_offsets[k]);
@@ -607,7 +607,7 @@ class Tokenizer {
 
   /// Appends token_bytes(id) unless the id names no token, or is special and skip_special.
   void append_token_bytes(std::string& out, std::int64_t id, bool skip_special = false) const {
-    const detail::TokenizerData& d = *data_;
+    const tokenizer_detail::TokenizerData& d = *data_;
     if (id < 0 || static_cast<std::uint64_t>(id) >= d.id_flags.size()) return;
     const std::uint8_t flags = d.id_flags[static_cast<std::size_t>(id)];
     if (!(flags & 1) || (skip_special && (flags & 2))) return;
@@ -626,7 +626,7 @@ class Tokenizer {
   /// The token string of `id` as tokenizers' id_to_token gives it (byte-level spelling for
   /// model tokens; an added token's content, normalized if the token is normalized), or nullopt.
   std::optional<std::string_view> id_to_token(std::int64_t id) const {
-    const detail::TokenizerData& d = *data_;
+    const tokenizer_detail::TokenizerData& d = *data_;
     if (id < 0) return std::nullopt;
     const auto added = std::lower_bound(d.added_by_id.begin(), d.added_by_id.end(), std::pair<std::int64_t, std::size_t>{id, 0});
     if (added != d.added_by_id.end() && added->first == id) return std::string_view(d.added_token_strings[added->second]);
@@ -645,7 +645,7 @@ class Tokenizer {
 
   /// True when `id` is a special token (skipped by decode(ids, true)).
   bool is_special(std::int64_t id) const noexcept {
-    const detail::TokenizerData& d = *data_;
+    const tokenizer_detail::TokenizerData& d = *data_;
     return id >= 0 && static_cast<std::uint64_t>(id) < d.id_flags.size() && (d.id_flags[static_cast<std::size_t>(id)] & 2);
   }
 
@@ -677,7 +677,7 @@ class Tokenizer {
   std::vector<std::string> pre_tokenize(std::string_view text) const {
     const std::string valid = utf8::sanitize(text);
     std::vector<std::string> pieces;
-    detail::PreTokenizerScratch scratch;
+    tokenizer_detail::PreTokenizerScratch scratch;
     data_->pre_tokenizer.for_each_piece(valid, scratch, [&](std::string_view piece) { pieces.emplace_back(piece); });
     return pieces;
   }
@@ -686,7 +686,7 @@ class Tokenizer {
   const std::string& source() const noexcept { return data_->source; }
 
  private:
-  explicit Tokenizer(std::shared_ptr<const detail::TokenizerData> data) : data_(std::move(data)) {}
+  explicit Tokenizer(std::shared_ptr<const tokenizer_detail::TokenizerData> data) : data_(std::move(data)) {}
 
   static std::string read_file(const std::filesystem::path& path) {
     std::ifstream in(path, std::ios::binary | std::ios::ate);
@@ -709,7 +709,7 @@ class Tokenizer {
     }
   }
 
-  std::shared_ptr<const detail::TokenizerData> data_;
+  std::shared_ptr<const tokenizer_detail::TokenizerData> data_;
 };
 
 }  // namespace grpo

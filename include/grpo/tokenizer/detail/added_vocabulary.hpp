@@ -17,7 +17,7 @@
 
 #include "grpo/tokenizer/detail/unicode.hpp"
 
-namespace grpo::detail {
+namespace grpo::tokenizer_detail {
 
 /// How one added token matches (a copy of the public AddedToken's flags).
 struct AddedTokenRule {
@@ -159,4 +159,4 @@ class AddedTokenMatcher {
   bool empty_ = true;
 };
 
-}  // namespace grpo::detail
+}  // namespace grpo::tokenizer_detail

@@ -24,7 +24,7 @@
 #include "grpo/tokenizer/detail/byte_level.hpp"
 #include "grpo/tokenizer/detail/hash_maps.hpp"
 
-namespace grpo::detail {
+namespace grpo::tokenizer_detail {
 
 /// Recently seen pieces -> ids. Direct-mapped (a new piece replaces the one in its slot), split
 /// into independently locked shards so concurrent encodes rarely contend.
@@ -303,4 +303,4 @@ class BpeModel {
   WordCache cache_;
 };
 
-}  // namespace grpo::detail
+}  // namespace grpo::tokenizer_detail

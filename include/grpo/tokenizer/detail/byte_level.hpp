@@ -10,7 +10,7 @@
 #include <string>
 #include <string_view>
 
-namespace grpo::detail {
+namespace grpo::tokenizer_detail {
 
 struct ByteLevelAlphabet {
   std::array<char32_t, 256> code_point_of_byte{};  ///< byte -> its code point
@@ -73,4 +73,4 @@ inline std::string byte_level_token_bytes(std::string_view token) {
   return bytes;
 }
 
-}  // namespace grpo::detail
+}  // namespace grpo::tokenizer_detail

@@ -13,7 +13,7 @@
 #include <string_view>
 #include <vector>
 
-namespace grpo::detail {
+namespace grpo::tokenizer_detail {
 
 inline std::uint64_t mix64(std::uint64_t x) noexcept {
   // The finaliser of MurmurHash3 / splitmix64: every input bit affects every output bit.
@@ -197,4 +197,4 @@ class PairMap {
   std::size_t size_ = 0;
 };
 
-}  // namespace grpo::detail
+}  // namespace grpo::tokenizer_detail

@@ -25,7 +25,7 @@
 #include "grpo/core/error.hpp"
 #include "grpo/tokenizer/detail/unicode.hpp"
 
-namespace grpo::detail {
+namespace grpo::tokenizer_detail {
 
 enum class NormalizationForm { nfc, nfd, nfkc, nfkd };
 
@@ -227,4 +227,4 @@ class Normalizer {
   std::vector<NormalizationForm> forms_;
 };
 
-}  // namespace grpo::detail
+}  // namespace grpo::tokenizer_detail

@@ -15,7 +15,7 @@
 
 #include "grpo/tokenizer/detail/split_pattern.hpp"
 
-namespace grpo::detail {
+namespace grpo::tokenizer_detail {
 
 /// tokenizers' SplitDelimiterBehavior.
 enum class SplitBehavior { removed, isolated, merged_with_previous, merged_with_next, contiguous };
@@ -169,4 +169,4 @@ class PreTokenizer {
   std::optional<ByteLevelStep> byte_level_;
 };
 
-}  // namespace grpo::detail
+}  // namespace grpo::tokenizer_detail

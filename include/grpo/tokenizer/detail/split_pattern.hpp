@@ -26,7 +26,7 @@
 #include "grpo/core/error.hpp"
 #include "grpo/tokenizer/detail/unicode.hpp"
 
-namespace grpo::detail {
+namespace grpo::tokenizer_detail {
 
 // ---- translation of an Oniguruma pattern into PCRE2 syntax ----
 
@@ -625,4 +625,4 @@ class SplitPattern {
   std::shared_ptr<const Pcre2Regex> regex_;
 };
 
-}  // namespace grpo::detail
+}  // namespace grpo::tokenizer_detail

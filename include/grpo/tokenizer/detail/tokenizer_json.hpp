@@ -16,7 +16,7 @@
 #include "grpo/core/error.hpp"
 #include "grpo/text/utf8.hpp"
 
-namespace grpo::detail {
+namespace grpo::tokenizer_detail {
 
 /// model.vocab and model.merges as read from the file, in file order.
 struct ModelTables {
@@ -242,4 +242,4 @@ inline void extract_model_tables(const nlohmann::json& model, const std::string&
   }
 }
 
-}  // namespace grpo::detail
+}  // namespace grpo::tokenizer_detail

@@ -15,7 +15,7 @@
 
 #include "grpo/tokenizer/detail/unicode_tables.hpp"
 
-namespace grpo::detail {
+namespace grpo::tokenizer_detail {
 
 using unicode_tables::GeneralCategory;
 
@@ -128,4 +128,4 @@ inline char32_t previous_code_point(const unsigned char* begin, const unsigned c
   return cp;
 }
 
-}  // namespace grpo::detail
+}  // namespace grpo::tokenizer_detail

@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-namespace grpo::detail::unicode_tables {
+namespace grpo::tokenizer_detail::unicode_tables {
 
 /// Unicode general categories; Cn (unassigned) is 0.
 enum class GeneralCategory : std::uint8_t { Cn, Lu, Ll, Lt, Lm, Lo, Mn, Mc, Me, Nd, Nl, No, Pc, Pd, Ps, Pe, Pi, Pf, Po, Sm, Sc, Sk, So, Zs, Zl, Zp, Cc, Cf, Cs, Co };
@@ -897,4 +897,4 @@ inline constexpr char32_t word_ranges[][2] = {
     {0x31350, 0x323AF}, {0xE0100, 0xE01EF},
 };
 
-}  // namespace grpo::detail::unicode_tables
+}  // namespace grpo::tokenizer_detail::unicode_tables

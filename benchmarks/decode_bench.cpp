@@ -5,9 +5,9 @@
 // bandwidth does a decode step use? transformers' generate() on the same shape is the baseline:
 // benchmarks/decode_vs_hf.py runs it and this binary in one run and prints the ratios.
 //
-// Each batch size runs twice: graphs:1 replays the decode step as a CUDA graph (the default of
-// grpo::generate on a GPU), graphs:0 launches its kernels one by one (DecodeOptions::cuda_graphs
-// = false), so the gain of the graph is read off the same run.
+// Each batch size runs twice: graphs:1 replays the decode step as a CUDA graph
+// (DecodeOptions::cuda_graphs = true, opt-in), graphs:0 launches its kernels one by one (the
+// default), so the gain of the graph is read off the same run.
 //
 // Protocol (the same in decode_vs_hf.py): a batch of B random prompts of 128 tokens, greedy,
 // no stop token, 256 new tokens; decode time = time(256 new tokens) - time(1 new token), so the

@@ -143,10 +143,18 @@ PolicySpec read_policy(Section s, const RunContext& ctx) {
     p.warmup.epochs = warm.integer("epochs", 1);
     p.warmup.batch_size = warm.integer("batch_size", 16);
     p.warmup.lr = {.peak = warm.number("lr", 1e-3), .warmup_steps = warm.integer("lr_warmup_steps", 0)};
+    const auto decay = warm.choice("lr_decay", "constant", {"constant", "linear", "cosine"});
+    p.warmup.lr.decay = decay == "constant" ? grpo::LrDecay::constant
+                        : decay == "linear"  ? grpo::LrDecay::linear
+                                             : grpo::LrDecay::cosine;
+    p.warmup.lr.min_ratio = warm.number("lr_min_ratio", 0.0);
     p.warmup.seed = ctx.seed;
     warm.finish();
   } else {
+    // A checkpoint is given: "init" may stay in the config as the recipe that made it (rebuild with
+    // --set policy.model=null); it is not used.
     init.raw("config");
+    init.raw("warmup");
   }
   init.finish();
   s.finish();
@@ -188,6 +196,8 @@ grpo::Qwen2Policy build_policy(const PolicySpec& spec, const RunContext& ctx, co
                           grpo::io::require_string(row, "completion", spec.warmup_data->string(), line)});
     });
     auto options = spec.warmup;
+    options.lr.total_steps = options.epochs * static_cast<std::int64_t>((examples.size() + static_cast<std::size_t>(options.batch_size) - 1) /
+                                                                       static_cast<std::size_t>(options.batch_size));
     options.metrics_path = ctx.output_dir / "warmup_metrics.jsonl";
     std::fprintf(stderr, "policy: warm-up on %zu examples from %s\n", examples.size(), spec.warmup_data->c_str());
     const auto result = grpo::train_supervised(policy, tokenizer, examples, options);
@@ -382,6 +392,7 @@ grpo::TrainerOptions read_trainer(Section s, const RunContext& ctx, const grpo::
   o.keep_checkpoints = s.integer("keep_checkpoints", o.keep_checkpoints);
   o.save_final = s.boolean("save_final", o.save_final);
   o.log_samples_every = s.integer("log_samples_every", o.log_samples_every);
+  o.log_samples_per_group = s.integer("log_samples_per_group", o.log_samples_per_group);
   s.finish();
   o.validate();
   return o;

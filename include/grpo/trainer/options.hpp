@@ -61,7 +61,8 @@ struct TrainerOptions {
   std::int64_t save_every = 50;        ///< checkpoint every N steps (and at the end); 0 = only at the end; default 50
   bool save_final = true;              ///< checkpoint after the last step; default true
   std::int64_t keep_checkpoints = 3;   ///< newest checkpoints kept; 0 = keep all; default 3
-  std::int64_t log_samples_every = 10; ///< write one completion per prompt to samples.jsonl every N steps; 0 = never; default 10
+  std::int64_t log_samples_every = 10; ///< write completions with their rewards to samples.jsonl every N steps; 0 = never; default 10
+  std::int64_t log_samples_per_group = 1;  ///< completions per group written then (<= group_size); default 1
   bool progress = true;                ///< print the per-step progress line on stderr; default true
   std::uint64_t seed = 0;              ///< prompt order and sampling seeds derive from it and the step; default 0
 
@@ -81,6 +82,7 @@ struct TrainerOptions {
     }
     if (save_every < 0) throw Error("save_every: expected >= 0, found " + std::to_string(save_every));
     if (keep_checkpoints < 0) throw Error("keep_checkpoints: expected >= 0, found " + std::to_string(keep_checkpoints));
+    if (log_samples_per_group < 1) throw Error("log_samples_per_group: expected >= 1, found " + std::to_string(log_samples_per_group));
     if (log_samples_every < 0) throw Error("log_samples_every: expected >= 0, found " + std::to_string(log_samples_every));
     if (!(adam_beta1 >= 0 && adam_beta1 < 1) || !(adam_beta2 >= 0 && adam_beta2 < 1)) {
       throw Error("adam_beta1/adam_beta2: expected values in [0, 1)");

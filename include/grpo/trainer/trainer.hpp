@@ -335,6 +335,8 @@ class Trainer {
     auto seconds = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };
     nlohmann::json row = metrics_row(r, table, adv, u, zero_groups, seconds(t0, t1), seconds(t1, t2), seconds(t2, t3));
     last_samples_ = std::move(r);
+    last_table_ = table;
+    last_advantages_ = adv;
     return row;
   }
 
@@ -472,17 +474,29 @@ class Trainer {
     return row;
   }
 
+  /// A completions table (TRL's "completions" log): the first log_samples_per_group samples of
+  /// every group of the last step, with each reward and the advantage.
   void write_samples(const nlohmann::json& step) const {
     std::ofstream out(options_.output_dir / "samples.jsonl", std::ios::app);
     const auto G = static_cast<std::size_t>(options_.group_size);
+    const auto per_group = std::min<std::size_t>(G, static_cast<std::size_t>(options_.log_samples_per_group));
     for (std::size_t g = 0; g < last_samples_.prompts.size(); ++g) {
-      const auto& gen = last_samples_.generations[g * G];
-      nlohmann::json row{{"step", step},
-                         {"prompt", last_samples_.prompts[g].prompt},
-                         {"target", {last_samples_.prompts[g].target.lower, last_samples_.prompts[g].target.upper}},
-                         {"completion", gen.text},
-                         {"finish_reason", gen.finish_reason == FinishReason::stop ? "stop" : "length"}};
-      out << row.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+      for (std::size_t j = 0; j < per_group; ++j) {
+        const std::size_t i = g * G + j;
+        const auto& gen = last_samples_.generations[i];
+        nlohmann::json rewards;
+        for (std::size_t k = 0; k < num_rewards; ++k) rewards[reward_names_[k]] = last_table_.row(k)[i];
+        nlohmann::json row{{"step", step},
+                           {"group", g},
+                           {"prompt", last_samples_.prompts[g].prompt},
+                           {"target", {last_samples_.prompts[g].target.lower, last_samples_.prompts[g].target.upper}},
+                           {"completion", gen.text},
+                           {"finish_reason", gen.finish_reason == FinishReason::stop ? "stop" : "length"},
+                           {"completion_tokens", gen.ids.size()},
+                           {"rewards", rewards},
+                           {"advantage", last_advantages_[i]}};
+        out << row.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+      }
     }
   }
 
@@ -499,6 +513,8 @@ class Trainer {
   std::uint64_t data_position_ = 0;
   std::int64_t update_index_ = 0;
   Rollout last_samples_;
+  RewardTable last_table_;
+  std::vector<float> last_advantages_;
 };
 
 }  // namespace grpo

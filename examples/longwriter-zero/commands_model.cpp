@@ -25,66 +25,15 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "jsonl_rows.hpp"
 
 namespace {
 
-using Row = nlohmann::ordered_json;
+using lwz::NumberedRow;
+using lwz::Row;
+using lwz::string_field;
+using lwz::transform_jsonl_batches;
 namespace fs = std::filesystem;
-
-constexpr const char* jsonl_contract =
-    " Reads JSON Lines from --input (default: standard input) and writes one line per non-blank input line to "
-    "standard output, in order, keeping the input's fields and adding new ones. Stops at the first bad line "
-    "with '<source>:<line>: <reason>' and exit code 1.";
-
-struct NumberedRow {
-  Row row;
-  std::size_t line = 0;   // in the input, for messages
-  std::size_t index = 0;  // 0-based among the non-blank rows (a request's default seed offset)
-};
-
-/// Reads the input in batches of `batch_size` rows; `fn(batch, where)` fills the rows, which are
-/// then written in order. `where(row)` gives the "<source>:<line>: " prefix of a row.
-template <class Fn>
-void transform_jsonl_batches(const std::string& input, std::int64_t batch_size, Fn&& fn) {
-  if (batch_size <= 0) throw grpo::Error("--batch-size: expected >= 1, found " + std::to_string(batch_size));
-  const auto stream = lwz::open_input(input);
-  const std::string source = lwz::input_name(input);
-  const auto where = [&](const NumberedRow& r) { return source + ":" + std::to_string(r.line) + ": "; };
-  std::vector<NumberedRow> batch;
-  const auto flush = [&] {
-    if (batch.empty()) return;
-    fn(batch, where);
-    for (const auto& r : batch) std::cout << r.row.dump(-1, ' ', false, Row::error_handler_t::replace) << '\n';
-    std::cout.flush();
-    batch.clear();
-  };
-  std::string text;
-  std::size_t line = 0;
-  std::size_t index = 0;
-  while (std::getline(*stream, text)) {
-    ++line;
-    if (!text.empty() && text.back() == '\r') text.pop_back();
-    if (text.find_first_not_of(" \t") == std::string::npos) continue;
-    NumberedRow r{Row(), line, index++};
-    try {
-      r.row = Row::parse(text);
-    } catch (const Row::parse_error& e) {
-      throw grpo::Error(where(r) + "invalid JSON (" + e.what() + "); each line must be one JSON object");
-    }
-    if (!r.row.is_object()) throw grpo::Error(where(r) + "expected a JSON object, found " + std::string(r.row.type_name()));
-    batch.push_back(std::move(r));
-    if (static_cast<std::int64_t>(batch.size()) == batch_size) flush();
-  }
-  if (stream->bad()) throw grpo::Error(source + ": read error after line " + std::to_string(line));
-  flush();
-}
-
-const std::string& string_field(const Row& row, const std::string& name) {
-  const auto it = row.find(name);
-  if (it == row.end()) throw grpo::Error("field \"" + name + "\" is missing; expected a string");
-  if (!it->is_string()) throw grpo::Error("field \"" + name + "\" must be a string, found " + std::string(it->type_name()));
-  return it->get_ref<const std::string&>();
-}
 
 /// Where the model runs: --device cpu|cuda[:N], --dtype float32|bfloat16|auto.
 struct Placement {
@@ -184,7 +133,7 @@ void add_generate(CLI::App& app) {
                   "included), \"completion_logprobs\" (their log-probs under the sampling distribution) and "
                   "\"finish_reason\" (\"stop\" or \"length\"). Row i (0-based) samples with seed --seed + i, or with "
                   "its integer field \"seed\", so results do not depend on --batch-size.") +
-          jsonl_contract);
+          std::string(" ") + lwz::jsonl_contract);
   cmd->add_option("--model", o->model, "Hugging Face checkpoint folder (config.json, safetensors, tokenizer.json)")
       ->required();
   cmd->add_option("--input", o->input, "JSONL file, or - for standard input")->default_str("-");
@@ -267,7 +216,7 @@ void add_logprobs(CLI::App& app) {
                   "softmax(logits / --temperature). The prompt is tokenized with special tokens recognised; the "
                   "completion's ids are the row's \"completion_ids\" when present (as generate writes them), else "
                   "the tokenized \"completion\".") +
-          jsonl_contract);
+          std::string(" ") + lwz::jsonl_contract);
   cmd->add_option("--model", o->model, "Hugging Face checkpoint folder (config.json, safetensors, tokenizer.json)")
       ->required();
   cmd->add_option("--input", o->input, "JSONL file, or - for standard input")->default_str("-");

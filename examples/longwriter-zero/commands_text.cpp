@@ -29,57 +29,14 @@
 #include <string>
 
 #include "commands.hpp"
+#include "jsonl_rows.hpp"
 
 namespace {
 
-// ordered_json keeps the input's field order in the output.
-using Row = nlohmann::ordered_json;
-
-constexpr const char* jsonl_contract =
-    "Reads JSON Lines from --input (default: standard input) and writes one line per non-blank input line to "
-    "standard output, in order, keeping the input's fields and adding new ones. Stops at the first bad line "
-    "with '<source>:<line>: <reason>' and exit code 1.";
-
-/// Runs `fn(row)` on every object of the input and writes the row after it. Errors name source:line.
-template <class Fn>
-void transform_jsonl(const std::string& input, Fn&& fn) {
-  const auto stream = lwz::open_input(input);
-  const std::string source = lwz::input_name(input);
-  std::string text;
-  std::size_t line = 0;
-  const auto where = [&] { return source + ":" + std::to_string(line) + ": "; };
-  while (std::getline(*stream, text)) {
-    ++line;
-    if (!text.empty() && text.back() == '\r') text.pop_back();
-    if (text.find_first_not_of(" \t") == std::string::npos) continue;
-    Row row;
-    try {
-      row = Row::parse(text);
-    } catch (const Row::parse_error& e) {
-      throw grpo::Error(where() + "invalid JSON (" + e.what() + "); each line must be one JSON object");
-    }
-    if (!row.is_object()) {
-      throw grpo::Error(where() + "expected a JSON object, found " + std::string(row.type_name()));
-    }
-    try {
-      fn(row);
-    } catch (const grpo::Error& e) {
-      throw grpo::Error(where() + e.what());
-    }
-    std::cout << row.dump(-1, ' ', false, Row::error_handler_t::replace) << '\n';
-  }
-  if (stream->bad()) throw grpo::Error(source + ": read error after line " + std::to_string(line));
-  std::cout.flush();
-}
-
-const std::string& string_field(const Row& row, const std::string& name) {
-  const auto it = row.find(name);
-  if (it == row.end()) throw grpo::Error("field \"" + name + "\" is missing; expected a string");
-  if (!it->is_string()) {
-    throw grpo::Error("field \"" + name + "\" must be a string, found " + std::string(it->type_name()));
-  }
-  return it->get_ref<const std::string&>();
-}
+using lwz::Row;
+using lwz::jsonl_contract;
+using lwz::string_field;
+using lwz::transform_jsonl;
 
 /// A non-negative whole number of words (an integral float such as 2000.0 is accepted), or nullopt
 /// when the field is absent or null.

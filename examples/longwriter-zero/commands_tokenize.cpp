@@ -16,10 +16,10 @@
 #include <string>
 
 #include "commands.hpp"
+#include "jsonl_rows.hpp"
 
 namespace {
 
-using Row = nlohmann::ordered_json;  // keeps the input's field order
 
 void add_tokenize(CLI::App& app) {
   struct Options {
@@ -43,35 +43,12 @@ void add_tokenize(CLI::App& app) {
                 "split_special_tokens=True");
   cmd->callback([o] {
     const grpo::Tokenizer tokenizer = grpo::Tokenizer::from_file(o->tokenizer);
-    const auto stream = lwz::open_input(o->input);
-    const std::string source = lwz::input_name(o->input);
-    std::string text;
-    std::size_t line = 0;
     std::vector<std::int64_t> ids;
-    const auto where = [&] { return source + ":" + std::to_string(line) + ": "; };
-    while (std::getline(*stream, text)) {
-      ++line;
-      if (!text.empty() && text.back() == '\r') text.pop_back();
-      if (text.find_first_not_of(" \t") == std::string::npos) continue;
-      Row row;
-      try {
-        row = Row::parse(text);
-      } catch (const Row::parse_error& e) {
-        throw grpo::Error(where() + "invalid JSON (" + grpo::utf8::sanitize(e.what()) + "); each line must be one JSON object");
-      }
-      if (!row.is_object()) throw grpo::Error(where() + "expected a JSON object, found " + std::string(row.type_name()));
-      const auto it = row.find(o->field);
-      if (it == row.end()) throw grpo::Error(where() + "field \"" + o->field + "\" is missing; expected a string (choose it with --field)");
-      if (!it->is_string()) {
-        throw grpo::Error(where() + "field \"" + o->field + "\" must be a string, found " + std::string(it->type_name()));
-      }
+    lwz::transform_jsonl(o->input, [&](lwz::Row& row) {
       ids.clear();
-      tokenizer.encode_into(it->get_ref<const std::string&>(), ids, !o->no_special);
+      tokenizer.encode_into(lwz::string_field(row, o->field, " (choose it with --field)"), ids, !o->no_special);
       row["ids"] = ids;
-      std::cout << row.dump(-1, ' ', false, Row::error_handler_t::replace) << '\n';
-    }
-    if (stream->bad()) throw grpo::Error(source + ": read error after line " + std::to_string(line));
-    std::cout.flush();
+    });
   });
 }
 

@@ -13,12 +13,7 @@ build=${1:-build/h5-model-cuda}
 out=${2:-.}
 mkdir -p "$out"
 
-python=${PYTHON:-python3}
-torch_lib=$("$python" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
-site=$("$python" -c 'import site; print(site.getsitepackages()[0])')
-cudart_dir=$(find "$site/nvidia" /usr/local/cuda/lib64 /usr/local/cuda/lib -name 'libcudart.so.13*' -printf '%h\n' 2>/dev/null | head -1)
-# $build/lib: shared libraries carried along with the binaries (libbenchmark), if any
-export LD_LIBRARY_PATH="$build/lib:$torch_lib:${cudart_dir:+$cudart_dir:}${LD_LIBRARY_PATH:-}"
+source "$(dirname "${BASH_SOURCE[0]}")/gpu_env.sh"
 export PYTHONUNBUFFERED=1
 
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem --format=csv

@@ -64,5 +64,6 @@
 #include "grpo/trainer/rollout.hpp"
 #include "grpo/trainer/checkpoint.hpp"
 #include "grpo/trainer/trainer.hpp"
+#include "grpo/trainer/optimizer_step.hpp"
 #include "grpo/trainer/sft.hpp"
 #include "grpo/trainer/reward_model_training.hpp"

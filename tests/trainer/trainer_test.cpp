@@ -272,3 +272,43 @@ TEST_CASE("a NaN reward is counted, gets advantage 0, and does not stop the run"
   CHECK(std::isfinite(row["loss"].get<double>()));
   CHECK(std::isfinite(policy.theta().detach().sum().item<double>()));
 }
+
+TEST_CASE("samples.jsonl holds each logged completion with its rewards and advantage", "[trainer]") {
+  ToyPolicy policy;
+  const auto dir = scratch("samples");
+  auto options = toy_options(dir);
+  options.steps = 3;
+  options.log_samples_every = 2;      // steps 1 and 3 are logged
+  options.log_samples_per_group = 4;  // the whole group (G = 4)
+  grpo::Trainer trainer(policy, grpo::RewardSet{share_of_a}, grpo::GroupNormalized{}, grpo::ClippedSurrogateLoss{},
+                        toy_prompts(), options);
+  trainer.train();
+  std::ifstream in(dir / "samples.jsonl");
+  std::vector<nlohmann::json> rows;
+  for (std::string line; std::getline(in, line);) rows.push_back(nlohmann::json::parse(line));
+  REQUIRE(rows.size() == 2 * 2 * 4);  // steps 1 and 3 x 2 prompts x 4 completions
+  for (std::size_t g = 0; g < 4; ++g) {
+    // Rewards recomputed here from the completion text (the share of 'a'), then the group's
+    // advantages by hand: (r - mean) / (sample std + 1e-6), 0 for an all-equal group.
+    std::vector<double> r;
+    for (std::size_t i = 0; i < 4; ++i) {
+      const auto& row = rows[g * 4 + i];
+      CHECK(row["step"] == (g < 2 ? 1 : 3));
+      CHECK(row["group"] == g % 2);
+      CHECK(row["completion_tokens"] == 6);
+      const std::string text = row["completion"];
+      r.push_back(static_cast<double>(std::count(text.begin(), text.end(), 'a')) / 6.0);
+      REQUIRE(row["rewards"].size() == 1);
+      CHECK(row["rewards"].begin()->get<double>() == Approx(r.back()));
+    }
+    const double mean = (r[0] + r[1] + r[2] + r[3]) / 4.0;
+    double ss = 0;
+    for (double x : r) ss += (x - mean) * (x - mean);
+    const double sd = std::sqrt(ss / 3.0);
+    for (std::size_t i = 0; i < 4; ++i) {
+      const double expected = ss == 0 ? 0.0 : (r[i] - mean) / (sd + 1e-6);
+      CHECK(rows[g * 4 + i]["advantage"].get<double>() == Approx(expected).margin(1e-5));
+    }
+  }
+  fs::remove_all(dir);
+}

@@ -61,7 +61,7 @@ struct TrainerOptions {
   std::int64_t save_every = 50;        ///< checkpoint every N steps (and at the end); 0 = only at the end; default 50
   bool save_final = true;              ///< checkpoint after the last step; default true
   std::int64_t keep_checkpoints = 3;   ///< newest checkpoints kept; 0 = keep all; default 3
-  std::int64_t log_samples_every = 10; ///< write completions with their rewards to samples.jsonl every N steps; 0 = never; default 10
+  std::int64_t log_samples_every = 10; ///< write completions with their rewards to samples.jsonl at steps 1, 1+N, 1+2N, ...; 0 = never; default 10
   std::int64_t log_samples_per_group = 1;  ///< completions per group written then (<= group_size); default 1
   bool progress = true;                ///< print the per-step progress line on stderr; default true
   std::uint64_t seed = 0;              ///< prompt order and sampling seeds derive from it and the step; default 0

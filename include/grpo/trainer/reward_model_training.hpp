@@ -10,7 +10,6 @@
 #include <ATen/ops/cat.h>
 #include <ATen/ops/log_sigmoid.h>
 #include <nlohmann/json.hpp>
-#include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adamw.h>
 
 #include <algorithm>
@@ -30,6 +29,7 @@
 #include "grpo/rewards/writing.hpp"
 #include "grpo/tokenizer/tokenizer.hpp"
 #include "grpo/trainer/metrics.hpp"
+#include "grpo/trainer/optimizer_step.hpp"
 #include "grpo/trainer/schedule.hpp"
 
 namespace grpo {
@@ -161,12 +161,8 @@ inline RewardModelTrainingResult train_reward_model(Qwen2RewardModel& model, con
       auto [c, r] = detail::score_pairs(model, batcher, std::span(train).subspan(begin, n));
       const auto loss = -at::log_sigmoid(c - r).mean();
       loss.backward();
-      double norm = 0;
-      if (options.max_grad_norm > 0) norm = torch::nn::utils::clip_grad_norm_(model->parameters(), options.max_grad_norm);
       const double lr = options.lr.at(result.updates);
-      for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
-      optimizer.step();
-      optimizer.zero_grad(true);
+      const double norm = clipped_optimizer_step(optimizer, model->parameters(), options.max_grad_norm, lr);
       ++result.updates;
       const double l = loss.item<double>();
       const double acc = (c > r).to(at::kFloat).mean().item<double>();

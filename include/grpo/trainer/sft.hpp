@@ -7,7 +7,6 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/from_blob.h>
 #include <nlohmann/json.hpp>
-#include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adamw.h>
 
 #include <algorithm>
@@ -26,6 +25,7 @@
 #include "grpo/core/error.hpp"
 #include "grpo/tokenizer/tokenizer.hpp"
 #include "grpo/trainer/metrics.hpp"
+#include "grpo/trainer/optimizer_step.hpp"
 #include "grpo/trainer/schedule.hpp"
 
 namespace grpo {
@@ -116,12 +116,8 @@ SftResult train_supervised(P& policy, const Tokenizer& tokenizer, const std::vec
       const auto mask = batch.completion_mask.to(lp.logprobs.device());
       const auto loss = -(lp.logprobs * mask).sum() / mask.sum().clamp_min(1.0);
       loss.backward();
-      double norm = 0;
-      if (options.max_grad_norm > 0) norm = torch::nn::utils::clip_grad_norm_(policy.parameters(), options.max_grad_norm);
       const double lr = options.lr.at(result.updates);
-      for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
-      optimizer.step();
-      optimizer.zero_grad(true);
+      const double norm = clipped_optimizer_step(optimizer, policy.parameters(), options.max_grad_norm, lr);
       ++result.updates;
       const double l = loss.item<double>();
       losses.push_back(l);

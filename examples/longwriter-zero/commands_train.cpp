@@ -532,9 +532,25 @@ void run_eval(const EvalArgs& args) {
     const auto source = lwz::input_name(args.input);
     grpo::io::for_each_jsonl(*in, source, [&](json row, std::size_t line) {
       Row r{row, grpo::io::require_string(row, "prompt", source, line), {}, std::nullopt};
-      if (row.contains("lower") && row.contains("upper")) r.target = {row["lower"].get<std::int64_t>(), row["upper"].get<std::int64_t>()};
-      else r.target = grpo::extract_length_target(r.prompt).range;
-      if (row.contains("length") && row["length"].is_number()) r.required = row["length"].get<double>();
+      const auto where = source + ":" + std::to_string(line) + ": ";
+      if (row.contains("lower") && row.contains("upper")) {
+        const auto& lo = row["lower"];
+        const auto& hi = row["upper"];
+        if (!lo.is_number_integer() || !hi.is_number_integer() || lo.get<std::int64_t>() < 0 ||
+            lo.get<std::int64_t>() > hi.get<std::int64_t>()) {
+          throw grpo::Error(where + "\"lower\"/\"upper\" must be integers with 0 <= lower <= upper, found " + lo.dump() +
+                            ", " + hi.dump());
+        }
+        r.target = {lo.get<std::int64_t>(), hi.get<std::int64_t>()};
+      } else {
+        r.target = grpo::extract_length_target(r.prompt).range;
+      }
+      if (row.contains("length") && !row["length"].is_null()) {
+        if (!row["length"].is_number() || !(row["length"].get<double>() > 0)) {
+          throw grpo::Error(where + "\"length\" must be a number > 0 (the required length in words), found " + row["length"].dump());
+        }
+        r.required = row["length"].get<double>();
+      }
       rows.push_back(std::move(r));
     });
   }

@@ -1,0 +1,153 @@
+"""`longwriter-zero train` end to end on the shipped `tiny` config, shrunk to a few seconds: the
+policy is the cli_tiny fixture (written by transformers' save_pretrained, real Qwen2.5
+vocabulary), the writing reward model is trained from a small pairs file. Checked against
+transformers: a checkpoint the run writes loads there and gives our log-probs; a run resumed
+from step 1 reaches bit-identical parameters at step 2; bad configs name the bad key."""
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+
+import pytest
+import torch
+
+BUILD = pathlib.Path(os.environ.get("GRPO_BUILD_DIR", "build/cpu"))
+SOURCE = pathlib.Path(os.environ.get("GRPO_SOURCE_DIR", "."))
+FIXTURES = pathlib.Path(os.environ.get("GRPO_FIXTURE_DIR", BUILD / "fixtures")) / "qwen2"
+PROGRAM = BUILD / "examples" / "longwriter-zero"
+MODEL = FIXTURES / "cli_tiny"
+
+
+def run(args, timeout=300):
+    if not PROGRAM.exists():
+        pytest.fail(f"{PROGRAM} is not built (cmake --build <build> --target longwriter-zero)")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run([str(PROGRAM), *args], capture_output=True, timeout=timeout, env=env)
+
+
+def small_config(tmp: pathlib.Path) -> pathlib.Path:
+    """examples/configs/tiny.json with the fixture policy, a small reward model and two steps."""
+    config = json.loads((SOURCE / "examples" / "configs" / "tiny.json").read_text())
+    prompts = tmp / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"Write about {t} in about 20 words.", "lower": 10, "upper": 30}) + "\n"
+                               for t in ("the sea", "bread", "trains")))
+    pairs = tmp / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": "Write about the sea.", "chosen": "The sea is calm at dawn. " * (i + 1),
+                                         "rejected": "sea the dawn calm at is. " * (i + 1)}) + "\n" for i in range(8)))
+    config["output_dir"] = str(tmp / "run")
+    config["tokenizer"] = str(MODEL)
+    config["prompts"] = str(prompts)
+    config["policy"]["model"] = str(MODEL)
+    writing = config["rewards"]["writing"]
+    writing["answer_only"] = False  # the random fixture writes no <answer>: score whole completions so groups vary
+    writing["init"]["config"].update({"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+                                      "num_attention_heads": 2, "num_key_value_heads": 1})
+    writing["init"]["train"].update({"pairs": str(pairs), "epochs": 1, "batch_size": 4, "eval_fraction": 0.25})
+    config["trainer"].update({"steps": 2, "prompts_per_step": 1, "group_size": 2, "save_every": 1, "keep_checkpoints": 0,
+                              "log_samples_every": 1, "lr": 1e-2})
+    config["trainer"]["sampling"]["max_new_tokens"] = 12
+    path = tmp / "config.json"
+    path.write_text(json.dumps(config, indent=2))
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("train")
+    config = small_config(tmp)
+    result = run(["train", "--config", str(config)])
+    assert result.returncode == 0, result.stderr.decode()
+    return tmp, config, result.stderr.decode()
+
+
+def test_a_run_writes_metrics_samples_and_checkpoints(trained):
+    tmp, _, stderr = trained
+    out = tmp / "run"
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
+    for r in rows:
+        assert set(r["rewards"]) == {"length", "writing", "format"}
+        for name in ("mean", "std", "zero_std_group_fraction"):
+            assert name in r["rewards"]["length"]
+        for key in ("loss", "clip_fraction", "approx_kl", "entropy", "grad_norm", "truncated_fraction",
+                    "repetition_mean", "zero_variance_group_fraction"):
+            assert key in r, key
+        assert set(r["time"]) >= {"sample_s", "score_s", "update_s"}
+        assert r["completion_tokens"]["max"] <= 12
+        # The composite is the equal-weight mean of the reward means.
+        assert r["reward"] == pytest.approx(sum(v["mean"] for v in r["rewards"].values()) / 3, abs=1e-6)
+    assert "step 2/2" in stderr and "ETA" in stderr
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert {s["step"] for s in samples} == {1, 2} and all("advantage" in s for s in samples)
+    assert (out / "checkpoints" / "latest").read_text().strip() == "step-000002"
+    assert sorted(p.name for p in (out / "checkpoints").iterdir() if p.is_dir()) == ["step-000001", "step-000002"]
+    assert json.loads((out / "summary.json").read_text())["steps"] == 2
+
+
+def test_the_checkpoint_loads_in_transformers_with_our_logprobs(trained):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tmp, _, _ = trained
+    policy = tmp / "run" / "checkpoints" / "step-000002" / "policy"
+    torch.set_num_threads(1)
+    model = AutoModelForCausalLM.from_pretrained(policy, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(policy)
+    original = AutoModelForCausalLM.from_pretrained(MODEL, dtype=torch.float32).eval()
+    changed = [n for n, t in model.state_dict().items() if not torch.equal(t, original.state_dict()[n])]
+    assert changed, "two GRPO steps at lr 1e-2 left every parameter unchanged"
+
+    prompt, completion = "Write about the sea.", " The sea is calm at dawn and loud at night."
+    result = subprocess.run([str(PROGRAM), "logprobs", "--model", str(policy)], capture_output=True, timeout=120,
+                            input=(json.dumps({"prompt": prompt, "completion": completion}) + "\n").encode(),
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert result.returncode == 0, result.stderr.decode()
+    ours = torch.tensor(json.loads(result.stdout.decode())["logprobs"])
+    p, c = tokenizer.encode(prompt), tokenizer.encode(completion)
+    ids = torch.tensor([p + c])
+    with torch.no_grad():
+        logp = torch.log_softmax(model(ids).logits[0].double(), dim=-1)
+    reference = logp[len(p) - 1:-1].gather(1, torch.tensor(c).unsqueeze(1)).squeeze(1)
+    assert ours.shape == reference.shape
+    assert torch.allclose(ours.double(), reference, atol=1e-4)
+
+
+def test_a_resumed_run_reaches_the_same_parameters(trained, tmp_path):
+    from safetensors.torch import load_file
+
+    tmp, config, _ = trained
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    shutil.copytree(tmp / "run" / "reward-model", resumed / "reward-model")  # reused by its fingerprint
+    result = run(["train", "--config", str(config), "--set", f"output_dir={json.dumps(str(resumed))}",
+                  "--resume", str(tmp / "run" / "checkpoints" / "step-000001")])
+    assert result.returncode == 0, result.stderr.decode()
+    assert "resumed at step 1" in result.stderr.decode()
+
+    def weights(run_dir):
+        folder = run_dir / "checkpoints" / "step-000002" / "policy"
+        tensors = {}
+        for f in sorted(folder.glob("*.safetensors")):
+            tensors.update(load_file(f))
+        return tensors
+
+    straight, again = weights(tmp / "run"), weights(resumed)
+    assert straight.keys() == again.keys()
+    for name in straight:
+        assert torch.equal(straight[name], again[name]), name
+
+
+def test_bad_configs_name_the_key(tmp_path):
+    config = json.loads(small_config(tmp_path).read_text())
+    config["trainer"]["stpes"] = 3
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(config))
+    result = run(["train", "--config", str(bad)])
+    assert result.returncode != 0 and "stpes" in result.stderr.decode()
+
+    result = run(["train", "--config", str(tmp_path / "config.json"), "--set", "trainer.group_size=0"])
+    assert result.returncode != 0 and "group_size" in result.stderr.decode()
+
+    (tmp_path / "prompts.jsonl").write_text('{"prompt": "ok", "lower": 1, "upper": 2}\n{"prompt": \n')
+    result = run(["train", "--config", str(tmp_path / "config.json")])
+    assert result.returncode != 0 and "prompts.jsonl:2" in result.stderr.decode()

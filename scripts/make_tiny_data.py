@@ -5,16 +5,20 @@ No model hub is reachable and no pretrained model fits 2 CPU cores, so the demo 
 small world from hand-written sentence banks (8 topics, written for this project):
 
   pretrain.jsonl     warm-up corpus for the tiny base policy: {"prompt", "completion"} where the
-                     completion is "<think>plan</think>\\n<answer>paragraphs</answer>" with 1-12
-                     sentences. Prompts carry NO length request, so the base model's answer length
-                     is unconditioned: RL has to teach it the target range.
-  prompts.jsonl      RL prompts "Write about <topic> in about N words." with explicit targets.
+                     completion is "<think>plan</think>\\n<answer>paragraphs</answer>" with 1-20
+                     sentences (mostly short). Half the prompts ask for "about N words" but the
+                     completion's length is drawn independently of N, so the base model reads
+                     length requests without obeying them: RL has to teach it the target range.
+  prompts.jsonl      RL prompts "Write about <topic> in about N words." (N = 100, 120, 140) with the
+                     target [N - 20, N + 20] and "length": N (LongBench-Write's S_l in `eval`).
   preferences.jsonl  Bradley-Terry pairs for the writing reward model: chosen = a coherent,
-                     on-topic answer; rejected = the same length of text broken in one of the ways
+                     on-topic answer; rejected = the same answer broken in one of the ways
                      the paper names as failure modes or that make writing worse: a repeated
                      (verbatim or lightly edited) paragraph, drift into other topics, shuffled word
-                     order, or a fragment cut mid-sentence. Lengths of chosen and rejected are
-                     matched so the reward model cannot learn "longer is better".
+                     order, a fragment cut mid-sentence, or gibberish tokens in place of words
+                     (what a small policy emits when RL pushes it off its data). Chosen and rejected
+                     have the same length, so the reward model judges quality, not length: length
+                     is the length reward's job.
 
 Run: python3 scripts/make_tiny_data.py  (rewrites the three files; the output is committed)
 """
@@ -224,10 +228,27 @@ def completion_from(rng, topic, paragraphs):
     return f"<think>{plan}</think>\n<answer>" + "\n\n".join(paragraphs) + "</answer>"
 
 
+# Unicode blocks gibberish is drawn from: Latin letters, Cyrillic, Thai, Hebrew, CJK, Hangul, and
+# code-like identifiers, the kind of tokens a small policy emits when RL pushes it off its data.
+JUNK_BLOCKS = [(0x61, 0x7A), (0x430, 0x44F), (0xE01, 0xE2E), (0x5D0, 0x5EA), (0x4E00, 0x9FA5), (0xAC00, 0xD7A3)]
+
+
+def junk_word(rng):
+    if rng.random() < 0.25:  # an identifier
+        return rng.choice(["_", ".", ""]).join(
+            "".join(chr(rng.randint(0x61, 0x7A)) for _ in range(rng.randint(2, 6))).capitalize()
+            for _ in range(rng.randint(1, 3)))
+    lo, hi = rng.choice(JUNK_BLOCKS)
+    return "".join(chr(rng.randint(lo, hi)) for _ in range(rng.randint(1, 5)))
+
+
 def corrupt(rng, topic, paragraphs):
-    """A worse answer of about the same length: one of four failure modes."""
-    mode = rng.randrange(4)
+    """A worse answer of about the same length: one of five failure modes."""
+    mode = rng.randrange(5)
     words = sum(len(p.split()) for p in paragraphs)
+    if mode == 4:  # gibberish: a third to two thirds of the words replaced by junk tokens
+        share = rng.uniform(0.33, 0.67)
+        return [" ".join(junk_word(rng) if rng.random() < share else w for w in p.split()) for p in paragraphs]
     if mode == 0 and len(paragraphs) >= 2:  # repetition: a paragraph again, verbatim or lightly edited
         keep = paragraphs[: max(1, len(paragraphs) // 2)]
         out = list(keep)
@@ -284,15 +305,22 @@ def main():
     with open(out / "pretrain.jsonl", "w") as f:
         for i in range(800):
             topic = topics[i % len(topics)]
-            n = rng.choice([1, 2, 2, 3, 3, 4, 4, 5, 6, 7, 8, 10, 12])  # mostly short: RL must lengthen
+            # Mostly short (median 5 sentences, ~50 words), up to a whole sentence bank (20): long
+            # answers are in the base model's support, but rare. RL must make them the norm.
+            n = rng.choice([1, 2, 2, 3, 3, 3, 4, 4, 4, 5, 6, 7, 8, 10, 12, 14, 16, 18, 20])
             paragraphs = answer_from(rng, topic, n)
-            f.write(json.dumps({"prompt": f"Write about {topic}.", "completion": completion_from(rng, topic, paragraphs)}) + "\n")
+            # Half the prompts carry a length request that the completion does NOT follow (its
+            # length is drawn independently): the RL prompts are then in-distribution for the base
+            # model, which reads a request like "in about 120 words" but has no reason to obey it.
+            request = f" in about {rng.choice((100, 120, 140))} words" if rng.random() < 0.5 else ""
+            f.write(json.dumps({"prompt": f"Write about {topic}{request}.",
+                                "completion": completion_from(rng, topic, paragraphs)}) + "\n")
 
     with open(out / "prompts.jsonl", "w") as f:
         for topic in topics:
             for target in (100, 120, 140):
                 f.write(json.dumps({"prompt": f"Write about {topic} in about {target} words.",
-                                    "lower": target - 20, "upper": target + 20}) + "\n")
+                                    "lower": target - 20, "upper": target + 20, "length": target}) + "\n")
 
     with open(out / "preferences.jsonl", "w") as f:
         for i in range(640):

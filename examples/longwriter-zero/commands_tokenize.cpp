@@ -6,7 +6,6 @@
 // object, the field missing or not a string) stops the program with "<source>:<line>: <what is
 // wrong>" on standard error and exit code 1; the lines before it have already been written.
 #include <grpo/core/error.hpp>
-#include <grpo/text/utf8.hpp>
 #include <grpo/tokenizer/tokenizer.hpp>
 
 #include <nlohmann/json.hpp>
@@ -19,7 +18,6 @@
 #include "jsonl_rows.hpp"
 
 namespace {
-
 
 void add_tokenize(CLI::App& app) {
   struct Options {

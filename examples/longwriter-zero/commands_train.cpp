@@ -128,6 +128,12 @@ struct PolicySpec {
   json section_json;
 };
 
+/// "lr_decay": "constant" (default), "linear" or "cosine".
+grpo::LrDecay read_lr_decay(Section& s) {
+  const auto decay = s.choice("lr_decay", "constant", {"constant", "linear", "cosine"});
+  return decay == "constant" ? grpo::LrDecay::constant : decay == "linear" ? grpo::LrDecay::linear : grpo::LrDecay::cosine;
+}
+
 PolicySpec read_policy(Section s, const RunContext& ctx) {
   PolicySpec p;
   p.section_json = s.raw("init");
@@ -143,10 +149,7 @@ PolicySpec read_policy(Section s, const RunContext& ctx) {
     p.warmup.epochs = warm.integer("epochs", 1);
     p.warmup.batch_size = warm.integer("batch_size", 16);
     p.warmup.lr = {.peak = warm.number("lr", 1e-3), .warmup_steps = warm.integer("lr_warmup_steps", 0)};
-    const auto decay = warm.choice("lr_decay", "constant", {"constant", "linear", "cosine"});
-    p.warmup.lr.decay = decay == "constant" ? grpo::LrDecay::constant
-                        : decay == "linear"  ? grpo::LrDecay::linear
-                                             : grpo::LrDecay::cosine;
+    p.warmup.lr.decay = read_lr_decay(warm);
     p.warmup.lr.min_ratio = warm.number("lr_min_ratio", 0.0);
     p.warmup.seed = ctx.seed;
     warm.finish();
@@ -196,8 +199,6 @@ grpo::Qwen2Policy build_policy(const PolicySpec& spec, const RunContext& ctx, co
                           grpo::io::require_string(row, "completion", spec.warmup_data->string(), line)});
     });
     auto options = spec.warmup;
-    options.lr.total_steps = options.epochs * static_cast<std::int64_t>((examples.size() + static_cast<std::size_t>(options.batch_size) - 1) /
-                                                                       static_cast<std::size_t>(options.batch_size));
     options.metrics_path = ctx.output_dir / "warmup_metrics.jsonl";
     std::fprintf(stderr, "policy: warm-up on %zu examples from %s\n", examples.size(), spec.warmup_data->c_str());
     const auto result = grpo::train_supervised(policy, tokenizer, examples, options);
@@ -382,8 +383,7 @@ grpo::TrainerOptions read_trainer(Section s, const RunContext& ctx, const grpo::
                    : old == "sampler" ? grpo::OldLogprobSource::sampler : grpo::OldLogprobSource::recompute;
   o.lr.peak = s.number("lr", 1e-6);
   o.lr.warmup_steps = s.integer("lr_warmup_steps", 0);
-  const auto decay = s.choice("lr_decay", "constant", {"constant", "linear", "cosine"});
-  o.lr.decay = decay == "constant" ? grpo::LrDecay::constant : decay == "linear" ? grpo::LrDecay::linear : grpo::LrDecay::cosine;
+  o.lr.decay = read_lr_decay(s);
   o.lr.total_steps = o.steps * o.epochs * o.mini_batches;
   o.weight_decay = s.number("weight_decay", 0.0);
   o.max_grad_norm = s.number("max_grad_norm", 1.0);
@@ -532,22 +532,13 @@ void run_eval(const EvalArgs& args) {
     const auto source = lwz::input_name(args.input);
     grpo::io::for_each_jsonl(*in, source, [&](json row, std::size_t line) {
       Row r{row, grpo::io::require_string(row, "prompt", source, line), {}, std::nullopt};
-      const auto where = source + ":" + std::to_string(line) + ": ";
-      if (row.contains("lower") && row.contains("upper")) {
-        const auto& lo = row["lower"];
-        const auto& hi = row["upper"];
-        if (!lo.is_number_integer() || !hi.is_number_integer() || lo.get<std::int64_t>() < 0 ||
-            lo.get<std::int64_t>() > hi.get<std::int64_t>()) {
-          throw grpo::Error(where + "\"lower\"/\"upper\" must be integers with 0 <= lower <= upper, found " + lo.dump() +
-                            ", " + hi.dump());
-        }
-        r.target = {lo.get<std::int64_t>(), hi.get<std::int64_t>()};
-      } else {
-        r.target = grpo::extract_length_target(r.prompt).range;
-      }
+      // The same target fields (and checks) as training prompt files.
+      const auto range = grpo::target_fields(row, source, line);
+      r.target = range ? *range : grpo::extract_length_target(r.prompt).range;
       if (row.contains("length") && !row["length"].is_null()) {
         if (!row["length"].is_number() || !(row["length"].get<double>() > 0)) {
-          throw grpo::Error(where + "\"length\" must be a number > 0 (the required length in words), found " + row["length"].dump());
+          throw grpo::Error(source + ":" + std::to_string(line) +
+                            ": \"length\" must be a number > 0 (the required length in words), found " + row["length"].dump());
         }
         r.required = row["length"].get<double>();
       }

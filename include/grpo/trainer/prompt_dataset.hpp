@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <fstream>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -35,6 +36,23 @@ struct PromptRecord {
   WordRange target;           ///< target answer length in words
   std::string target_source;  ///< "file", "rule" or "default"
 };
+
+/// The target range a prompt row gives itself, as "lower"/"upper" or "target": {"lower", "upper"};
+/// nullopt when it gives none. Bad values throw an error naming `source` and `line`.
+inline std::optional<WordRange> target_fields(const io::json& row, const std::string& source, std::size_t line) {
+  const io::json* range = &row;
+  if (row.contains("target")) range = &row["target"];
+  if (!range->is_object() || !range->contains("lower") || !range->contains("upper")) return std::nullopt;
+  const auto& lo = (*range)["lower"];
+  const auto& hi = (*range)["upper"];
+  if (!lo.is_number_integer() || !hi.is_number_integer() || lo.get<std::int64_t>() < 0 ||
+      lo.get<std::int64_t>() > hi.get<std::int64_t>()) {
+    throw Error(source + ":" + std::to_string(line) +
+                ": \"lower\"/\"upper\" must be integers with 0 <= lower <= upper, found " + lo.dump() + ", " +
+                hi.dump());
+  }
+  return WordRange{lo.get<std::int64_t>(), hi.get<std::int64_t>()};
+}
 
 class PromptDataset {
  public:
@@ -55,18 +73,8 @@ class PromptDataset {
     io::for_each_jsonl(in, source, [&](const io::json& row, std::size_t line) {
       PromptRecord record;
       record.prompt = io::require_string(row, "prompt", source, line);
-      const io::json* range = &row;
-      if (row.contains("target")) range = &row["target"];
-      if (range->is_object() && range->contains("lower") && range->contains("upper")) {
-        const auto& lo = (*range)["lower"];
-        const auto& hi = (*range)["upper"];
-        if (!lo.is_number_integer() || !hi.is_number_integer() || lo.get<std::int64_t>() < 0 ||
-            lo.get<std::int64_t>() > hi.get<std::int64_t>()) {
-          throw Error(source + ":" + std::to_string(line) +
-                      ": \"lower\"/\"upper\" must be integers with 0 <= lower <= upper, found " + lo.dump() + ", " +
-                      hi.dump());
-        }
-        record.target = {lo.get<std::int64_t>(), hi.get<std::int64_t>()};
+      if (const auto range = target_fields(row, source, line)) {
+        record.target = *range;
         record.target_source = "file";
       } else {
         const LengthTarget t = extract_length_target(record.prompt, rules);

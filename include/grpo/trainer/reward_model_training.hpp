@@ -58,7 +58,9 @@ inline std::vector<PreferencePair> read_preference_pairs(const std::filesystem::
 struct RewardModelTrainingOptions {
   std::int64_t epochs = 1;              ///< passes over the training pairs; default 1
   std::int64_t batch_size = 8;          ///< pairs per update; default 8
-  LrSchedule lr{.peak = 1e-5};          ///< learning rate over updates; default constant 1e-5
+  /// Learning rate over updates; default constant 1e-5. Its total_steps is set from the run
+  /// (epochs x batches per epoch), so a decay ends with the last update.
+  LrSchedule lr{.peak = 1e-5};
   double weight_decay = 0.0;            ///< AdamW weight decay; default 0
   double max_grad_norm = 1.0;           ///< gradient-norm clip; <= 0 disables; default 1.0
   double eval_fraction = 0.1;           ///< share of pairs held out for accuracy, [0, 0.9]; default 0.1
@@ -152,6 +154,8 @@ inline RewardModelTrainingResult train_reward_model(Qwen2RewardModel& model, con
   if (!options.metrics_path.empty()) metrics = MetricsWriter(options.metrics_path);
   const auto per_epoch = static_cast<std::int64_t>((train.size() + options.batch_size - 1) / options.batch_size);
   const std::int64_t total = per_epoch * options.epochs;
+  LrSchedule schedule = options.lr;
+  schedule.total_steps = total;
   std::vector<double> losses;
   const auto start = std::chrono::steady_clock::now();
   for (std::int64_t epoch = 0; epoch < options.epochs; ++epoch) {
@@ -161,7 +165,7 @@ inline RewardModelTrainingResult train_reward_model(Qwen2RewardModel& model, con
       auto [c, r] = detail::score_pairs(model, batcher, std::span(train).subspan(begin, n));
       const auto loss = -at::log_sigmoid(c - r).mean();
       loss.backward();
-      const double lr = options.lr.at(result.updates);
+      const double lr = schedule.at(result.updates);
       const double norm = clipped_optimizer_step(optimizer, model->parameters(), options.max_grad_norm, lr);
       ++result.updates;
       const double l = loss.item<double>();

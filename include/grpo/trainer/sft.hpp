@@ -39,7 +39,9 @@ struct SftExample {
 struct SftOptions {
   std::int64_t epochs = 1;               ///< passes over the examples; default 1
   std::int64_t batch_size = 16;          ///< examples per update; default 16
-  LrSchedule lr{.peak = 1e-4};           ///< learning rate over updates; default constant 1e-4
+  /// Learning rate over updates; default constant 1e-4. Its total_steps is set from the run
+  /// (epochs x batches per epoch), so a decay ends with the last update.
+  LrSchedule lr{.peak = 1e-4};
   double weight_decay = 0.0;             ///< AdamW weight decay; default 0
   double max_grad_norm = 1.0;            ///< gradient-norm clip; <= 0 disables; default 1.0
   std::uint64_t seed = 0;                ///< shuffling; default 0
@@ -102,6 +104,8 @@ SftResult train_supervised(P& policy, const Tokenizer& tokenizer, const std::vec
   std::mt19937_64 rng(options.seed * 0x9E3779B97F4A7C15ull + 5);
   const auto per_epoch = static_cast<std::int64_t>((tokens.size() + options.batch_size - 1) / options.batch_size);
   const std::int64_t total = per_epoch * options.epochs;
+  LrSchedule schedule = options.lr;
+  schedule.total_steps = total;
   SftResult result;
   std::vector<double> losses;
   const auto start = std::chrono::steady_clock::now();
@@ -116,7 +120,7 @@ SftResult train_supervised(P& policy, const Tokenizer& tokenizer, const std::vec
       const auto mask = batch.completion_mask.to(lp.logprobs.device());
       const auto loss = -(lp.logprobs * mask).sum() / mask.sum().clamp_min(1.0);
       loss.backward();
-      const double lr = options.lr.at(result.updates);
+      const double lr = schedule.at(result.updates);
       const double norm = clipped_optimizer_step(optimizer, policy.parameters(), options.max_grad_norm, lr);
       ++result.updates;
       const double l = loss.item<double>();

@@ -323,8 +323,8 @@ class Trainer {
     const auto batch = prompts_.batch(data_position_, static_cast<std::size_t>(options_.prompts_per_step));
     Rollout r = rollout(batch, step_);
     const auto t1 = Clock::now();
-    const RewardTable table = score(r);
-    const std::vector<float> adv = advantages(table);
+    RewardTable table = score(r);
+    std::vector<float> adv = advantages(table);
     const auto t2 = Clock::now();
     std::int64_t zero_groups = 0;
     const auto selected = select_samples(r, adv, &zero_groups);
@@ -334,9 +334,9 @@ class Trainer {
     ++step_;
     auto seconds = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };
     nlohmann::json row = metrics_row(r, table, adv, u, zero_groups, seconds(t0, t1), seconds(t1, t2), seconds(t2, t3));
-    last_samples_ = std::move(r);
-    last_table_ = table;
-    last_advantages_ = adv;
+    last_samples_ = std::move(r);  // kept for write_samples()
+    last_table_ = std::move(table);
+    last_advantages_ = std::move(adv);
     return row;
   }
 

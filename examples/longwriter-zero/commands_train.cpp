@@ -25,6 +25,7 @@
 #include <grpo/text/repetition.hpp>
 #include <grpo/text/targets.hpp>
 #include <grpo/text/word_count.hpp>
+#include <grpo/trainer/freeze.hpp>
 #include <grpo/trainer/reward_model_training.hpp>
 #include <grpo/trainer/sft.hpp>
 #include <grpo/trainer/trainer.hpp>
@@ -122,6 +123,7 @@ struct PolicySpec {
   json init_config;
   bool activation_checkpointing = false;
   std::int64_t logprob_chunk = 1024;
+  std::vector<std::string> freeze;  // parameter-name patterns left out of the RL update
   // warm-up (supervised), only with init
   std::optional<fs::path> warmup_data;
   grpo::SftOptions warmup;
@@ -140,6 +142,7 @@ PolicySpec read_policy(Section s, const RunContext& ctx) {
   p.model = s.path("model");
   p.activation_checkpointing = s.boolean("activation_checkpointing", false);
   p.logprob_chunk = s.integer("logprob_chunk_size", 1024);
+  p.freeze = s.strings("freeze", {});
   auto init = s.section("init");
   if (!p.model) {
     p.init_config = init.raw("config");
@@ -454,6 +457,13 @@ void run_train(const TrainArgs& args) {
   fs::create_directories(ctx.output_dir);
   grpo::io::write_file_atomically(ctx.output_dir / "config.json", ctx.config.root.dump(2) + "\n");
   auto policy = build_policy(policy_spec, ctx, options.prompt);
+  if (!policy_spec.freeze.empty()) {
+    const auto frozen = grpo::freeze_parameters(policy, policy_spec.freeze);
+    std::int64_t frozen_count = 0, total = 0;
+    for (auto& [name, t] : policy.named_parameters()) (t.requires_grad() ? total : frozen_count) += t.numel();
+    std::fprintf(stderr, "policy: %zu tensors frozen (%.2fM parameters); %.2fM parameters trained\n", frozen.size(),
+                 static_cast<double>(frozen_count) / 1e6, static_cast<double>(total) / 1e6);
+  }
   auto writing = build_writing_reward(rewards_spec.writing, ctx);
   auto dataset = grpo::PromptDataset::from_jsonl(*prompts_path, ctx.seed);
   std::fprintf(stderr, "train: %zu prompts (%zu dropped as unanswerable), %lld steps x %lld prompts x %lld samples\n",

@@ -58,6 +58,7 @@
 
 // training
 #include "grpo/trainer/options.hpp"
+#include "grpo/trainer/freeze.hpp"
 #include "grpo/trainer/schedule.hpp"
 #include "grpo/trainer/metrics.hpp"
 #include "grpo/trainer/prompt_dataset.hpp"

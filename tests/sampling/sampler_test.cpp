@@ -152,3 +152,64 @@ TEST_CASE("bad logits and bad options are reported, not sampled from", "[samplin
   CHECK_THROWS_AS(grpo::validate_sampling_options({.stop_strings = {""}}), grpo::Error);
   CHECK_THROWS_AS(grpo::validate_sampling_options({.temperature = std::nan("")}), grpo::Error);
 }
+
+namespace {
+// Token-order log-probs of a FilteredLogits (-inf for removed tokens).
+at::Tensor token_order_logprobs(const grpo::detail::FilteredLogits& f, std::int64_t vocab) {
+  const auto logp = at::log_softmax(f.logits, -1);
+  if (!f.order.defined()) return logp;
+  return at::full({f.logits.size(0), vocab}, -std::numeric_limits<float>::infinity()).scatter_(-1, f.order, logp);
+}
+
+// Inversion sampling over a FilteredLogits, as sample_tokens does it.
+at::Tensor invert(const grpo::detail::FilteredLogits& f, const at::Tensor& u) {
+  const auto cdf = at::cumsum(at::log_softmax(f.logits, -1).exp().to(at::kDouble), -1);
+  const auto width = cdf.size(-1);
+  const auto target = (u.clamp(0.0, 1.0 - std::ldexp(1.0, -40)) * cdf.select(-1, width - 1)).unsqueeze(-1);
+  const auto position = at::searchsorted(cdf, target, false, true).clamp_max(width - 1);
+  return f.order.gather(-1, position).squeeze(-1);
+}
+}  // namespace
+
+TEST_CASE("filtering over the most likely candidates equals the full sort, or declines", "[sampling]") {
+  // Rows from flat to peaked over a 20,000-token vocabulary; the last has a run of tied maxima.
+  at::manual_seed(3);
+  const std::int64_t vocab = 20000;
+  auto logits = at::randn({6, vocab});
+  for (int r = 0; r < 6; ++r) logits[r].mul_(1.0 + 2.0 * r);
+  logits[5].narrow(0, 100, 40).fill_(logits[5].max().item<float>());
+  const std::vector<grpo::SamplingOptions> cases = {
+      {.top_p = 0.9}, {.temperature = 0.7, .top_p = 0.5}, {.top_k = 50}, {.temperature = 1.3, .top_p = 0.8, .top_k = 40},
+      {.top_p = 0.3}, {.top_k = 45}};
+  std::mt19937_64 draws(5);
+  const std::vector<std::int64_t> none;
+  // All rows (the flat ones make the batch sort), then the peaked rows (the candidates suffice).
+  for (const auto& x : {logits, logits.narrow(0, 3, 3).contiguous()}) {
+    for (std::size_t c = 0; c < cases.size(); ++c) {
+      const auto& options = cases[c];
+      const auto full = grpo::detail::filter_logits(x, options, none);  // always the whole sort
+      const auto expected = token_order_logprobs(full, vocab);
+      for (const std::int64_t k : {8, 64, 1024}) {
+        INFO("rows " << x.size(0) << ", case " << c << ", candidates " << k);
+        const std::vector<std::int64_t> candidates{k};
+        const auto fast = grpo::detail::filter_logits(x, options, candidates);
+        const auto ours = token_order_logprobs(fast, vocab);
+        const auto kept = expected.isfinite();
+        CHECK(ours.isfinite().equal(kept));
+        CHECK((ours - expected).masked_select(kept).abs().max().item<double>() < 1e-5);
+        for (int trial = 0; trial < 20; ++trial) {  // the same token for the same uniform number
+          std::vector<double> u(static_cast<std::size_t>(x.size(0)));
+          for (auto& value : u) value = std::ldexp(static_cast<double>(draws() >> 11), -53);
+          CHECK(invert(fast, at::tensor(u)).equal(invert(full, at::tensor(u))));
+        }
+      }
+    }
+  }
+  // The fast path is taken for peaked rows and declined where it cannot be exact.
+  const auto peaked = logits.narrow(0, 3, 1).contiguous();
+  CHECK(grpo::detail::filter_logits_candidates(peaked, {.top_p = 0.9}, 64).has_value());
+  CHECK(grpo::detail::filter_logits_candidates(peaked, {.top_k = 50}, 64).has_value());
+  CHECK_FALSE(grpo::detail::filter_logits_candidates(logits.narrow(0, 0, 1).contiguous(), {.top_p = 0.9}, 64).has_value());
+  CHECK_FALSE(grpo::detail::filter_logits_candidates(logits.narrow(0, 5, 1).contiguous(), {.top_k = 10}, 20).has_value());
+  CHECK_FALSE(grpo::detail::filter_logits_candidates(peaked, {.top_k = 100}, 64).has_value());
+}

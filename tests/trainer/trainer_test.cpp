@@ -30,16 +30,18 @@ namespace {
 
 namespace fs = std::filesystem;
 
-/// A categorical "language model" over the letters a..e with no context.
+/// A categorical "language model" over the letters a..e with no context: logits theta (+ phi,
+/// a second tensor of the same role, when constructed with_phi).
 class ToyPolicy {
  public:
-  explicit ToyPolicy(std::int64_t length = 6) : length_(length) {
+  explicit ToyPolicy(std::int64_t length = 6, bool with_phi = false) : length_(length) {
     theta_ = at::zeros({5}, at::kDouble).set_requires_grad(true);
+    if (with_phi) phi_ = at::zeros({5}, at::kDouble).set_requires_grad(true);
   }
 
   std::vector<grpo::Generation> generate(std::span<const std::string> prompts, const grpo::SamplingOptions& options) {
     std::vector<grpo::Generation> out;
-    const auto probs = at::softmax(theta_.detach(), 0);
+    const auto probs = at::softmax(logits().detach(), 0);
     std::vector<double> p(probs.data_ptr<double>(), probs.data_ptr<double>() + 5);
     for (std::size_t i = 0; i < prompts.size(); ++i) {
       std::mt19937_64 rng(options.seed + i);
@@ -60,25 +62,37 @@ class ToyPolicy {
 
   grpo::TokenLogprobs logprobs(const grpo::TokenBatch& batch, double temperature) {
     REQUIRE(temperature == 1.0);
-    const auto logp = at::log_softmax(theta_, 0);                    // [5]
+    const auto logp = at::log_softmax(logits(), 0);                  // [5]
     const auto ids = batch.input_ids.clamp(0, 4);                    // prompt id 7 is masked anyway
     auto out = logp.index_select(0, ids.reshape({-1})).reshape(ids.sizes());
     out = out * batch.completion_mask.to(at::kDouble);
     return {out.to(at::kFloat), at::Tensor()};
   }
 
-  std::vector<at::Tensor> parameters() { return {theta_}; }
-  std::vector<std::pair<std::string, at::Tensor>> named_parameters() { return {{"theta", theta_}}; }
+  std::vector<at::Tensor> parameters() {
+    if (phi_.defined()) return {theta_, phi_};
+    return {theta_};
+  }
+  std::vector<std::pair<std::string, at::Tensor>> named_parameters() {
+    if (phi_.defined()) return {{"theta", theta_}, {"phi", phi_}};
+    return {{"theta", theta_}};
+  }
   void save_pretrained(const fs::path& dir) {
     fs::create_directories(dir);
-    grpo::io::save_safetensors(dir / "model.safetensors", grpo::io::NamedTensors{{"theta", theta_.detach()}});
+    grpo::io::NamedTensors tensors{{"theta", theta_.detach()}};
+    if (phi_.defined()) tensors.emplace_back("phi", phi_.detach());
+    grpo::io::save_safetensors(dir / "model.safetensors", tensors);
   }
 
   at::Tensor& theta() { return theta_; }
+  at::Tensor& phi() { return phi_; }
 
  private:
+  at::Tensor logits() const { return phi_.defined() ? theta_ + phi_ : theta_; }
+
   std::int64_t length_;
   at::Tensor theta_;
+  at::Tensor phi_;
 };
 static_assert(grpo::CheckpointablePolicy<ToyPolicy>);
 
@@ -311,4 +325,52 @@ TEST_CASE("samples.jsonl holds each logged completion with its rewards and advan
     }
   }
   fs::remove_all(dir);
+}
+
+TEST_CASE("a frozen tensor keeps its value and its optimizer state out; the rest takes the same step", "[trainer]") {
+  // Reference: the one-tensor policy. With phi frozen at 0 the two-tensor policy has the same
+  // logits, so theta must take exactly the one-tensor policy's steps (gradient norm included).
+  ToyPolicy single;
+  grpo::Trainer reference(single, grpo::RewardSet{share_of_a}, grpo::GroupNormalized{}, grpo::ClippedSurrogateLoss{},
+                          toy_prompts(), toy_options(scratch("freeze_ref")));
+  ToyPolicy both(6, /*with_phi=*/true);
+  const std::vector<std::string> patterns{"p.i"};
+  CHECK(grpo::freeze_parameters(both, patterns) == std::vector<std::string>{"phi"});
+  CHECK_FALSE(both.phi().requires_grad());
+  CHECK(both.theta().requires_grad());
+  const auto dir = scratch("freeze");
+  grpo::Trainer trainer(both, grpo::RewardSet{share_of_a}, grpo::GroupNormalized{}, grpo::ClippedSurrogateLoss{},
+                        toy_prompts(), toy_options(dir));
+  for (int s = 0; s < 3; ++s) {
+    const auto expected = reference.step();
+    const auto row = trainer.step();
+    CHECK(row["grad_norm"].get<double>() == Approx(expected["grad_norm"].get<double>()).epsilon(1e-12));
+  }
+  CHECK(at::equal(both.phi().detach(), at::zeros({5}, at::kDouble)));
+  CHECK(at::allclose(both.theta().detach(), single.theta().detach(), 1e-12, 1e-12));
+  // Its checkpoint holds AdamW moments for theta alone, and a resume with phi frozen again works.
+  const auto saved = trainer.save_checkpoint();
+  const auto optimizer = grpo::io::SafetensorsFile::open(saved / "optimizer.safetensors");
+  CHECK(optimizer.metadata().at("params") == "1");
+  ToyPolicy again(6, true);
+  grpo::freeze_parameters(again, patterns);
+  grpo::Trainer resumed(again, grpo::RewardSet{share_of_a}, grpo::GroupNormalized{}, grpo::ClippedSurrogateLoss{},
+                        toy_prompts(), toy_options(dir));
+  resumed.resume(dir);
+  CHECK(at::equal(again.theta().detach(), both.theta().detach()));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("freeze patterns that match nothing, are invalid, or freeze everything are errors", "[trainer]") {
+  ToyPolicy policy(6, true);
+  const std::vector<std::string> typo{"theta", "embed_tokens"};
+  CHECK_THROWS_WITH(grpo::freeze_parameters(policy, typo), Catch::Contains("\"embed_tokens\" matches no parameter") &&
+                                                              Catch::Contains("theta, phi"));
+  const std::vector<std::string> invalid{"(unclosed"};
+  CHECK_THROWS_WITH(grpo::freeze_parameters(policy, invalid), Catch::Contains("not a valid regular expression"));
+  const std::vector<std::string> all{".*"};
+  CHECK(grpo::freeze_parameters(policy, all).size() == 2);
+  CHECK_THROWS_WITH(grpo::Trainer(policy, grpo::RewardSet{share_of_a}, grpo::GroupNormalized{},
+                                  grpo::ClippedSurrogateLoss{}, toy_prompts(), toy_options(scratch("frozen_all"))),
+                    Catch::Contains("all frozen"));
 }

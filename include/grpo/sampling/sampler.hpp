@@ -24,15 +24,21 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/argmax.h>
 #include <ATen/ops/cumsum.h>
-#include <ATen/ops/empty_like.h>
+#include <ATen/ops/full.h>
+#include <ATen/ops/logsumexp.h>
+#include <ATen/ops/topk.h>
+#include <ATen/ops/zeros.h>
 #include <ATen/ops/log_softmax.h>
 #include <ATen/ops/searchsorted.h>
 #include <ATen/ops/softmax.h>
 #include <ATen/ops/sort.h>
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <optional>
+#include <span>
 #include <string>
 #include <tuple>
 
@@ -78,12 +84,65 @@ struct FilteredLogits {
   at::Tensor order;
 };
 
-inline FilteredLogits filter_logits(const at::Tensor& logits, const SamplingOptions& options) {
+/// The fast path of filter_logits: the same result computed over the `candidates` most likely
+/// tokens instead of a sort of the whole vocabulary (a [B, 151,936] stable sort per decoded token
+/// costs more than the tiny models' forward). It applies when, in every row, the candidates
+/// provably hold every kept token: the top-k cut-off lies inside them (with its ties: the
+/// candidates' last value is strictly above the next one) and the probability outside them is
+/// at most 1 - top_p (with a margin of 1e-5 for rounding), so top-p drops all of it. Otherwise it
+/// returns nothing and the caller sorts. Ties inside are ordered by token id, as the stable sort.
+/// `z`: tempered float32 logits [B, V]. Result: [B, candidates] descending, with `order`.
+inline std::optional<FilteredLogits> filter_logits_candidates(const at::Tensor& z, const SamplingOptions& options,
+                                                              std::int64_t candidates) {
+  const auto vocab = z.size(-1);
+  const bool top_k = options.top_k > 0 && options.top_k < vocab;
+  if (candidates + 1 >= vocab || (top_k && options.top_k > candidates)) return std::nullopt;
+  auto [values, ids] = z.topk(candidates + 1, -1, /*largest=*/true, /*sorted=*/true);
+  const auto last = values.select(-1, candidates - 1), next = values.select(-1, candidates);
+  if (!values.select(-1, 0).isfinite().all().item<bool>() || !(last > next).all().item<bool>()) return std::nullopt;
+  values = values.narrow(-1, 0, candidates);
+  ids = ids.narrow(-1, 0, candidates);
+  // Order ties by token id: sort by id, then stable-sort by value (descending).
+  const auto [by_id, perm] = ids.sort(-1);
+  values = values.gather(-1, perm);
+  const auto [sorted, order_in] = values.sort(/*stable=*/true, -1, /*descending=*/true);
+  FilteredLogits out{sorted, by_id.gather(-1, order_in)};
+  const auto neg_inf = -std::numeric_limits<float>::infinity();
+  if (top_k) {
+    const auto kth = out.logits.narrow(-1, options.top_k - 1, 1);
+    out.logits = out.logits.masked_fill(out.logits < kth, neg_inf);
+  }
+  if (options.top_p < 1.0) {
+    at::Tensor probs, outside;
+    if (top_k) {  // every token top-k keeps is a candidate: the softmax over them is the whole one
+      probs = at::softmax(out.logits, -1);
+      outside = at::zeros({z.size(0), 1}, probs.options());
+    } else {
+      probs = (out.logits - z.logsumexp({-1}, /*keepdim=*/true)).exp();
+      outside = (1.0 - probs.to(at::kDouble).sum(-1, /*keepdim=*/true)).clamp_min(0.0).to(at::kFloat);
+      if (!(outside <= 1.0 - options.top_p - 1e-5).all().item<bool>()) return std::nullopt;
+    }
+    const auto tail = probs.flip({-1}).cumsum(-1).flip({-1}) + outside;
+    auto drop = tail <= 1.0 - options.top_p;
+    drop.select(-1, 0).fill_(false);
+    out.logits = out.logits.masked_fill(drop, neg_inf);
+  }
+  return out;
+}
+
+/// How many candidates filter_logits tries before it sorts the whole vocabulary.
+inline constexpr std::array<std::int64_t, 2> kFilterCandidates{64, 1024};
+
+inline FilteredLogits filter_logits(const at::Tensor& logits, const SamplingOptions& options,
+                                    std::span<const std::int64_t> candidates = kFilterCandidates) {
   FilteredLogits out{logits.to(at::kFloat), at::Tensor()};
   if (options.temperature != 1.0) out.logits = out.logits / options.temperature;
   const auto vocab = out.logits.size(-1);
   const bool top_k = options.top_k > 0 && options.top_k < vocab;
   if (!top_k && options.top_p >= 1.0) return out;
+  for (const auto k : candidates) {
+    if (auto fast = filter_logits_candidates(out.logits, options, k)) return *std::move(fast);
+  }
   const auto neg_inf = -std::numeric_limits<float>::infinity();
   std::tie(out.logits, out.order) = out.logits.sort(/*stable=*/true, -1, /*descending=*/true);
   if (top_k) {
@@ -110,7 +169,8 @@ inline at::Tensor sampling_logprobs(const at::Tensor& logits, const SamplingOpti
   const auto filtered = detail::filter_logits(logits, options);
   const auto logp = at::log_softmax(filtered.logits, -1);
   if (!filtered.order.defined()) return logp;
-  return at::empty_like(logp).scatter_(-1, filtered.order, logp);  // token order: out[order[j]] = logp[j]
+  // token order: out[order[j]] = logp[j]; tokens outside `order` were removed (-inf)
+  return at::full(logits.sizes(), -std::numeric_limits<float>::infinity(), logp.options()).scatter_(-1, filtered.order, logp);
 }
 
 /// Samples one token per row. logits: [B, V] (any float dtype, any device); uniforms: [B]

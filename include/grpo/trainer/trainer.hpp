@@ -50,6 +50,7 @@
 #include "grpo/text/repetition.hpp"
 #include "grpo/text/word_count.hpp"
 #include "grpo/trainer/checkpoint.hpp"
+#include "grpo/trainer/freeze.hpp"
 #include "grpo/trainer/metrics.hpp"
 #include "grpo/trainer/options.hpp"
 #include "grpo/trainer/prompt_dataset.hpp"
@@ -115,6 +116,8 @@ class Trainer {
   static constexpr std::size_t num_rewards = Rewards::size;
 
   /// `policy` (and `reference`, if given: a frozen policy for the KL term) must outlive the trainer.
+  /// The optimizer owns the policy's parameters that require a gradient at construction; freeze
+  /// others first (grpo::freeze_parameters). Checkpoints then hold AdamW state for those only.
   Trainer(P& policy, Rewards rewards, Advantage advantage, Loss loss, PromptDataset prompts, TrainerOptions options,
           P* reference = nullptr)
       : policy_(policy),
@@ -125,8 +128,10 @@ class Trainer {
         prompts_(std::move(prompts)),
         options_(std::move(options)) {
     options_.validate();
-    auto params = policy_.parameters();
-    if (params.empty()) throw Error("Trainer: the policy has no parameters to train");
+    auto params = trainable(policy_.parameters());
+    if (params.empty()) {
+      throw Error("Trainer: the policy has no parameters to train (none, or all frozen: requires_grad is false on every one)");
+    }
     optimizer_ = std::make_unique<torch::optim::AdamW>(
         params, torch::optim::AdamWOptions(options_.lr.at(0))
                     .betas({options_.adam_beta1, options_.adam_beta2})

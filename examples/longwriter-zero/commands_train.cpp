@@ -389,6 +389,9 @@ grpo::TrainerOptions read_trainer(Section s, const RunContext& ctx, const grpo::
   o.lr.decay = read_lr_decay(s);
   o.lr.total_steps = o.steps * o.epochs * o.mini_batches;
   o.weight_decay = s.number("weight_decay", 0.0);
+  o.adam_beta1 = s.number("adam_beta1", o.adam_beta1);
+  o.adam_beta2 = s.number("adam_beta2", o.adam_beta2);
+  o.adam_eps = s.number("adam_eps", o.adam_eps);
   o.max_grad_norm = s.number("max_grad_norm", 1.0);
   o.bf16_autocast = s.boolean("bf16_autocast", false);
   o.save_every = s.integer("save_every", o.save_every);

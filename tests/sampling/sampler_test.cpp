@@ -205,6 +205,33 @@ TEST_CASE("filtering over the most likely candidates equals the full sort, or de
       }
     }
   }
+  // The public entry points (default candidates) against the same calls that always sort, on
+  // peaked rows plus a row with -inf entries and, separately, a NaN row.
+  auto mixed = logits.narrow(0, 2, 4).clone();
+  mixed[1].narrow(0, 0, 5000).fill_(-std::numeric_limits<float>::infinity());
+  for (const auto& options : cases) {
+    const auto expected = grpo::sampling_logprobs(mixed, options, none);
+    const auto ours = grpo::sampling_logprobs(mixed, options);
+    CHECK(ours.sizes() == expected.sizes());
+    CHECK(ours.isfinite().equal(expected.isfinite()));
+    CHECK((ours - expected).masked_select(expected.isfinite()).abs().max().item<double>() < 1e-5);
+    std::vector<double> u(4);
+    for (auto& value : u) value = std::ldexp(static_cast<double>(draws() >> 11), -53);
+    const auto a = grpo::sample_tokens(mixed, at::tensor(u), options);
+    const auto b = grpo::sample_tokens(mixed, at::tensor(u), options, none);
+    CHECK(a.tokens.equal(b.tokens));
+    CHECK((a.logprobs - b.logprobs).abs().max().item<double>() < 1e-5);
+    CHECK(a.valid.all().item<bool>());
+  }
+  auto with_nan = logits.narrow(0, 3, 2).clone();
+  with_nan[1][7] = std::numeric_limits<float>::quiet_NaN();
+  const auto nan_rows = grpo::sample_tokens(with_nan, at::tensor(std::vector<double>{0.5, 0.5}), {.top_p = 0.9});
+  CHECK(nan_rows.valid[0].item<bool>());
+  CHECK_FALSE(nan_rows.valid[1].item<bool>());
+  // top_k equal to the candidate count: the k-th value must lie strictly above the next one.
+  const auto at_k = grpo::detail::filter_logits_candidates(logits.narrow(0, 3, 1).contiguous(), {.top_k = 64}, 64);
+  REQUIRE(at_k.has_value());
+  CHECK(at_k->logits.isfinite().sum().item<std::int64_t>() == 64);
   // The fast path is taken for peaked rows and declined where it cannot be exact.
   const auto peaked = logits.narrow(0, 3, 1).contiguous();
   CHECK(grpo::detail::filter_logits_candidates(peaked, {.top_p = 0.9}, 64).has_value());

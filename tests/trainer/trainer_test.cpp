@@ -354,11 +354,26 @@ TEST_CASE("a frozen tensor keeps its value and its optimizer state out; the rest
   CHECK(optimizer.metadata().at("params") == "1");
   ToyPolicy again(6, true);
   grpo::freeze_parameters(again, patterns);
+  auto more = toy_options(dir);
+  more.steps = 4;
   grpo::Trainer resumed(again, grpo::RewardSet{share_of_a}, grpo::GroupNormalized{}, grpo::ClippedSurrogateLoss{},
-                        toy_prompts(), toy_options(dir));
+                        toy_prompts(), more);
   resumed.resume(dir);
   CHECK(at::equal(again.theta().detach(), both.theta().detach()));
+  // The next step uses the restored moments: it equals the uninterrupted run's next step.
+  reference.step();
+  resumed.step();
+  CHECK(at::allclose(again.theta().detach(), single.theta().detach(), 1e-12, 1e-12));
+  // Another frozen set with the same count (theta frozen, phi trained) is refused, naming both.
+  ToyPolicy other(6, true);
+  const std::vector<std::string> theta_only{"theta"};
+  grpo::freeze_parameters(other, theta_only);
+  grpo::Trainer mismatched(other, grpo::RewardSet{share_of_a}, grpo::GroupNormalized{}, grpo::ClippedSurrogateLoss{},
+                           toy_prompts(), toy_options(dir));
+  CHECK_THROWS_WITH(mismatched.resume(dir), Catch::Contains("the checkpoint trained: theta; this run trains: phi") &&
+                                                Catch::Contains("same frozen parameters"));
   fs::remove_all(dir);
+  fs::remove_all(scratch("freeze_ref"));
 }
 
 TEST_CASE("freeze patterns that match nothing, are invalid, or freeze everything are errors", "[trainer]") {
@@ -366,6 +381,7 @@ TEST_CASE("freeze patterns that match nothing, are invalid, or freeze everything
   const std::vector<std::string> typo{"theta", "embed_tokens"};
   CHECK_THROWS_WITH(grpo::freeze_parameters(policy, typo), Catch::Contains("\"embed_tokens\" matches no parameter") &&
                                                               Catch::Contains("theta, phi"));
+  CHECK(policy.theta().requires_grad());  // an error leaves the policy as it was
   const std::vector<std::string> invalid{"(unclosed"};
   CHECK_THROWS_WITH(grpo::freeze_parameters(policy, invalid), Catch::Contains("not a valid regular expression"));
   const std::vector<std::string> all{".*"};
@@ -373,4 +389,5 @@ TEST_CASE("freeze patterns that match nothing, are invalid, or freeze everything
   CHECK_THROWS_WITH(grpo::Trainer(policy, grpo::RewardSet{share_of_a}, grpo::GroupNormalized{},
                                   grpo::ClippedSurrogateLoss{}, toy_prompts(), toy_options(scratch("frozen_all"))),
                     Catch::Contains("all frozen"));
+  fs::remove_all(scratch("frozen_all"));
 }

@@ -218,7 +218,9 @@ class StaticDecodeStep {
   // and the sampled tokens fed back as the next input.
   void run() {
     const auto hidden = (*model_)->forward(tokens_in_, {}, cache_).select(1, 0);
-    const auto sampled = sample_tokens((*model_)->logits(hidden), uniforms_in_, *options_);
+    // Always the full sort: the candidate path decides on the host, which a captured graph can
+    // neither do nor replay.
+    const auto sampled = sample_tokens((*model_)->logits(hidden), uniforms_in_, *options_, std::span<const std::int64_t>{});
     if (!tokens_out_.defined() || tokens_out_.size(0) != rows_) {
       tokens_out_ = at::empty_like(sampled.tokens);
       logprobs_out_ = at::empty_like(sampled.logprobs);

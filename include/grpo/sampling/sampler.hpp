@@ -76,9 +76,10 @@ inline void validate_sampling_options(const SamplingOptions& options) {
 
 namespace detail {
 
-/// Steps 1-3 of the header: tempered, top-k/top-p filtered float32 logits [B, V] (-inf =
-/// removed). With top-k or top-p the result is in descending order and `order` [B, V] holds the
-/// token id of each position; otherwise it is in token order and `order` is undefined.
+/// Steps 1-3 of the header: tempered, top-k/top-p filtered float32 logits (-inf = removed).
+/// Without top-k/top-p: [B, V] in token order, `order` undefined. With them: descending order,
+/// `order` holds the token id of each position, and the width is V or, when the candidate path
+/// below leaves the removed tokens out, smaller.
 struct FilteredLogits {
   at::Tensor logits;
   at::Tensor order;
@@ -86,20 +87,28 @@ struct FilteredLogits {
 
 /// The fast path of filter_logits: the same result computed over the `candidates` most likely
 /// tokens instead of a sort of the whole vocabulary (a [B, 151,936] stable sort per decoded token
-/// costs more than the tiny models' forward). It applies when, in every row, the candidates
-/// provably hold every kept token: the top-k cut-off lies inside them (with its ties: the
-/// candidates' last value is strictly above the next one) and the probability outside them is
-/// at most 1 - top_p (with a margin of 1e-5 for rounding), so top-p drops all of it. Otherwise it
-/// returns nothing and the caller sorts. Ties inside are ordered by token id, as the stable sort.
-/// `z`: tempered float32 logits [B, V]. Result: [B, candidates] descending, with `order`.
+/// costs more than a small model's forward). With v the (candidates + 1)-th largest value of a
+/// row, every token at or below v is outside or tied with the outside. It applies when, in every
+/// row, that provably changes nothing:
+///   - top-k: the k-th largest value is strictly above v, so the k-th and its ties are inside;
+///   - top-p alone: the tokens at or below v hold at most 1 - top_p - 1e-5 of the probability,
+///     so top-p drops every one of them (a token's tail mass is at most theirs);
+///   - no kept candidate's tail mass is within 1e-5 of 1 - top_p, where the two paths' rounding
+///     could disagree.
+/// Otherwise it returns nothing and the caller sorts. Ties inside are ordered by token id, as
+/// the stable sort orders them. `z`: tempered float32 logits [B, V]. Result: [B, candidates]
+/// descending (-inf = removed), with `order`.
 inline std::optional<FilteredLogits> filter_logits_candidates(const at::Tensor& z, const SamplingOptions& options,
                                                               std::int64_t candidates) {
+  if (z.dim() != 2) return std::nullopt;
   const auto vocab = z.size(-1);
   const bool top_k = options.top_k > 0 && options.top_k < vocab;
-  if (candidates + 1 >= vocab || (top_k && options.top_k > candidates)) return std::nullopt;
+  if (candidates <= 0 || candidates + 1 >= vocab || (top_k && options.top_k > candidates)) return std::nullopt;
   auto [values, ids] = z.topk(candidates + 1, -1, /*largest=*/true, /*sorted=*/true);
-  const auto last = values.select(-1, candidates - 1), next = values.select(-1, candidates);
-  if (!values.select(-1, 0).isfinite().all().item<bool>() || !(last > next).all().item<bool>()) return std::nullopt;
+  const auto next = values.narrow(-1, candidates, 1);  // [B, 1] the largest value left outside
+  // NaN, +inf or an all -inf row: the full path reports it (valid = false).
+  if (!values.select(-1, 0).isfinite().all().item<bool>()) return std::nullopt;
+  if (top_k && !(values.narrow(-1, options.top_k - 1, 1) > next).all().item<bool>()) return std::nullopt;
   values = values.narrow(-1, 0, candidates);
   ids = ids.narrow(-1, 0, candidates);
   // Order ties by token id: sort by id, then stable-sort by value (descending).
@@ -113,17 +122,21 @@ inline std::optional<FilteredLogits> filter_logits_candidates(const at::Tensor& 
     out.logits = out.logits.masked_fill(out.logits < kth, neg_inf);
   }
   if (options.top_p < 1.0) {
+    const double threshold = 1.0 - options.top_p;
     at::Tensor probs, outside;
     if (top_k) {  // every token top-k keeps is a candidate: the softmax over them is the whole one
       probs = at::softmax(out.logits, -1);
-      outside = at::zeros({z.size(0), 1}, probs.options());
+      outside = at::zeros_like(probs.narrow(-1, 0, 1));
     } else {
+      out.logits = out.logits.masked_fill(out.logits <= next, neg_inf);  // ties with the outside go with it
       probs = (out.logits - z.logsumexp({-1}, /*keepdim=*/true)).exp();
       outside = (1.0 - probs.to(at::kDouble).sum(-1, /*keepdim=*/true)).clamp_min(0.0).to(at::kFloat);
-      if (!(outside <= 1.0 - options.top_p - 1e-5).all().item<bool>()) return std::nullopt;
+      if (!(outside <= threshold - 1e-5).all().item<bool>()) return std::nullopt;
     }
     const auto tail = probs.flip({-1}).cumsum(-1).flip({-1}) + outside;
-    auto drop = tail <= 1.0 - options.top_p;
+    const auto kept = out.logits.isfinite();
+    if ((tail - threshold).abs().lt(1e-5).logical_and(kept).any().item<bool>()) return std::nullopt;
+    auto drop = tail <= threshold;
     drop.select(-1, 0).fill_(false);
     out.logits = out.logits.masked_fill(drop, neg_inf);
   }
@@ -164,9 +177,10 @@ inline FilteredLogits filter_logits(const at::Tensor& logits, const SamplingOpti
 
 /// log softmax of the filtered, tempered logits: [B, V] float32 in token order, -inf for removed
 /// tokens (steps 1-4 of the header; greedy: the plain log softmax). What sample_tokens samples from.
-inline at::Tensor sampling_logprobs(const at::Tensor& logits, const SamplingOptions& options) {
+inline at::Tensor sampling_logprobs(const at::Tensor& logits, const SamplingOptions& options,
+                                   std::span<const std::int64_t> candidates = detail::kFilterCandidates) {
   if (options.greedy) return at::log_softmax(logits.to(at::kFloat), -1);
-  const auto filtered = detail::filter_logits(logits, options);
+  const auto filtered = detail::filter_logits(logits, options, candidates);
   const auto logp = at::log_softmax(filtered.logits, -1);
   if (!filtered.order.defined()) return logp;
   // token order: out[order[j]] = logp[j]; tokens outside `order` were removed (-inf)
@@ -175,7 +189,10 @@ inline at::Tensor sampling_logprobs(const at::Tensor& logits, const SamplingOpti
 
 /// Samples one token per row. logits: [B, V] (any float dtype, any device); uniforms: [B]
 /// float64 in [0, 1) on the CPU (ignored when greedy), one per row from the row's generator.
-inline SampledTokens sample_tokens(const at::Tensor& logits, const at::Tensor& uniforms, const SamplingOptions& options) {
+/// `candidates`: the candidate counts filter_logits tries before a full sort; empty = always
+/// sort (what a captured CUDA graph needs: the candidate path decides on the host).
+inline SampledTokens sample_tokens(const at::Tensor& logits, const at::Tensor& uniforms, const SamplingOptions& options,
+                                   std::span<const std::int64_t> candidates = detail::kFilterCandidates) {
   if (logits.dim() != 2 || logits.size(1) == 0) throw Error("sample_tokens: expected logits [batch, vocab > 0]");
   SampledTokens out;
   if (options.greedy) {
@@ -188,10 +205,10 @@ inline SampledTokens sample_tokens(const at::Tensor& logits, const at::Tensor& u
   if (!uniforms.defined() || uniforms.numel() != logits.size(0)) {
     throw Error("sample_tokens: expected one uniform number per row (" + std::to_string(logits.size(0)) + ")");
   }
-  const auto filtered = detail::filter_logits(logits, options);
-  const auto vocab = filtered.logits.size(-1);
-  const auto logp = at::log_softmax(filtered.logits, -1);        // [B, V] float32
-  const auto cdf = at::cumsum(logp.exp().to(at::kDouble), -1);  // [B, V] float64
+  const auto filtered = detail::filter_logits(logits, options, candidates);
+  const auto vocab = filtered.logits.size(-1);                  // V, or fewer on the candidate path
+  const auto logp = at::log_softmax(filtered.logits, -1);        // [B, width] float32
+  const auto cdf = at::cumsum(logp.exp().to(at::kDouble), -1);  // [B, width] float64
   const auto total = cdf.select(-1, vocab - 1);
   // u < 1 - 2^-40 keeps the target strictly below the total mass despite rounding, so the first
   // position whose cumulative mass exceeds it always has probability > 0.

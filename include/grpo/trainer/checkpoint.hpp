@@ -3,7 +3,8 @@
 //
 //   <dir>/step-000050/                 published by one rename (grpo::io::StagedDirectory)
 //       policy/                         Hugging Face layout: config.json, *.safetensors, tokenizer
-//       optimizer.safetensors           AdamW moments "param.<i>.exp_avg" / ".exp_avg_sq", steps in metadata
+//       optimizer.safetensors           AdamW moments "param.<i>.exp_avg" / ".exp_avg_sq" of the trainable
+//                                       tensors; their steps and policy names in the metadata
 //       trainer_state.json              step, data position, update index, seed, last metrics row
 //   <dir>/latest                        "step-000050", replaced atomically after the folder is published
 //
@@ -50,11 +51,37 @@ inline std::vector<at::Tensor> optimizer_params(torch::optim::AdamW& optimizer) 
   return params;
 }
 
-inline void save_adamw(torch::optim::AdamW& optimizer, const std::filesystem::path& path) {
+/// The policy's name of each optimizer tensor ("" for a tensor the policy does not name).
+inline std::vector<std::string> optimizer_param_names(torch::optim::AdamW& optimizer,
+                                                      const std::vector<std::pair<std::string, at::Tensor>>& named) {
+  std::unordered_map<const void*, std::string> by_impl;
+  for (const auto& [name, tensor] : named) by_impl.emplace(tensor.unsafeGetTensorImpl(), name);
+  std::vector<std::string> names;
+  for (const auto& p : optimizer_params(optimizer)) {
+    auto it = by_impl.find(p.unsafeGetTensorImpl());
+    names.push_back(it == by_impl.end() ? std::string() : it->second);
+  }
+  return names;
+}
+
+inline std::string join_names(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) {
+    if (out.size() > 400) return out + ", ...";
+    out += (out.empty() ? "" : ", ") + (n.empty() ? std::string("?") : n);
+  }
+  return out;
+}
+
+/// AdamW moments by position in the optimizer, each with the policy's name of its tensor, so a
+/// resume whose trainable set differs (another policy.freeze) is refused instead of misapplied.
+inline void save_adamw(torch::optim::AdamW& optimizer, const std::filesystem::path& path,
+                       const std::vector<std::string>& names = {}) {
   io::NamedTensors tensors;
   io::SafetensorsMetadata metadata{{"format", "pt"}, {"optimizer", "AdamW"}};
   const auto params = optimizer_params(optimizer);
   metadata["params"] = std::to_string(params.size());
+  for (std::size_t i = 0; i < names.size() && i < params.size(); ++i) metadata[fmt::format("param.{}.name", i)] = names[i];
   for (std::size_t i = 0; i < params.size(); ++i) {
     auto it = optimizer.state().find(params[i].unsafeGetTensorImpl());
     if (it == optimizer.state().end()) continue;  // never updated (no gradient yet)
@@ -66,15 +93,28 @@ inline void save_adamw(torch::optim::AdamW& optimizer, const std::filesystem::pa
   io::save_safetensors(path, tensors, metadata);
 }
 
-inline void load_adamw(torch::optim::AdamW& optimizer, const std::filesystem::path& path) {
+inline void load_adamw(torch::optim::AdamW& optimizer, const std::filesystem::path& path,
+                       const std::vector<std::string>& names = {}) {
   const auto file = io::SafetensorsFile::open(path);
   const auto& metadata = file.metadata();
   const auto params = optimizer_params(optimizer);
+  // The names the checkpoint recorded (checkpoints before names were recorded have none).
+  std::vector<std::string> saved;
+  for (std::size_t i = 0;; ++i) {
+    auto it = metadata.find(fmt::format("param.{}.name", i));
+    if (it == metadata.end()) break;
+    saved.push_back(it->second);
+  }
   auto count = metadata.find("params");
-  if (count == metadata.end() || count->second != std::to_string(params.size())) {
+  const bool same_count = count != metadata.end() && count->second == std::to_string(params.size());
+  if (!same_count || (!saved.empty() && !names.empty() && saved != names)) {
+    std::string detail;
+    if (!saved.empty() && !names.empty()) {
+      detail = " (the checkpoint trained: " + join_names(saved) + "; this run trains: " + join_names(names) + ")";
+    }
     throw Error(path.string() + ": optimizer state for " + (count == metadata.end() ? "?" : count->second) +
-                " parameters, but the policy has " + std::to_string(params.size()) +
-                "; resume with the same model architecture");
+                " trainable tensors, but this run trains " + std::to_string(params.size()) + detail +
+                "; resume with the same model architecture and the same frozen parameters");
   }
   optimizer.state().clear();
   for (std::size_t i = 0; i < params.size(); ++i) {
@@ -137,7 +177,8 @@ std::filesystem::path save_checkpoint(const std::filesystem::path& dir, P& polic
   const std::string name = detail::checkpoint_name(state.step);
   io::StagedDirectory stage(dir / name);
   policy.save_pretrained(stage.path() / "policy");
-  detail::save_adamw(optimizer, stage.path() / "optimizer.safetensors");
+  detail::save_adamw(optimizer, stage.path() / "optimizer.safetensors",
+                     detail::optimizer_param_names(optimizer, policy.named_parameters()));
   io::write_file_atomically(stage.path() / "trainer_state.json", detail::to_json(state).dump(2) + "\n");
   stage.publish();
   io::write_file_atomically(dir / "latest", name + "\n");
@@ -171,7 +212,8 @@ TrainerState load_checkpoint(const std::filesystem::path& path, P& policy, torch
       param.copy_(value);
     }
   }
-  detail::load_adamw(optimizer, folder / "optimizer.safetensors");
+  detail::load_adamw(optimizer, folder / "optimizer.safetensors",
+                     detail::optimizer_param_names(optimizer, policy.named_parameters()));
   std::ifstream in(folder / "trainer_state.json");
   nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) throw Error((folder / "trainer_state.json").string() + ": invalid JSON");

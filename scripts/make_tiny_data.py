@@ -2,21 +2,32 @@
 """Makes the data of the `tiny` LongWriter-Zero demo (examples/data/tiny/), deterministically.
 
 No model hub is reachable and no pretrained model fits 2 CPU cores, so the demo builds its own
-small world from hand-written sentence banks (8 topics, written for this project):
+small world from hand-written sentence banks (8 topics, 20 sentences each, written for this
+project). Each topic's 20 sentences, in the order written, form 10 paragraphs of 2 sentences
+(about 20 words each). A piece of p paragraphs is the FIRST p of them: every piece is coherent,
+and its length is set by one decision per paragraph, whether to close the answer after it or go
+on with the next. Going on is the coherent way to write more, so the length reward and the
+writing reward model can agree (a policy that does not stop at the end of its topic has nothing
+coherent left to write).
 
   pretrain.jsonl     warm-up corpus for the tiny base policy: {"prompt", "completion"} where the
-                     completion is "<think>plan</think>\\n<answer>paragraphs</answer>" with 1-20
-                     sentences (mostly short). Half the prompts ask for "about N words" but the
-                     completion's length is drawn independently of N, so the base model reads
+                     completion is "<think>plan</think>\\n<answer>the first p
+                     paragraphs</answer>", p = 1..10, mostly short (median 3). Half the prompts ask
+                     for "about N words" but p is drawn independently of N, so the base model reads
                      length requests without obeying them: RL has to teach it the target range.
-  prompts.jsonl      RL prompts "Write about <topic> in about N words." (N = 100, 120, 140) with the
+  prompts.jsonl      RL prompts "Write about <topic> in about N words." (N = 160, 180, 200) with the
                      target [N - 20, N + 20] and "length": N (LongBench-Write's S_l in `eval`).
+                     The base model's answers are mostly shorter (median 3 paragraphs, ~60 words
+                     in pretraining): as for LongWriter-Zero's base model, RL must make it write
+                     longer, up to 8-10 of its 10 paragraphs.
   preferences.jsonl  Bradley-Terry pairs for the writing reward model: chosen = a coherent,
                      on-topic answer; rejected = the same answer broken in one of the ways
                      the paper names as failure modes or that make writing worse: a repeated
                      (verbatim or lightly edited) paragraph, drift into other topics, shuffled word
-                     order, a fragment cut mid-sentence, or gibberish tokens in place of words
-                     (what a small policy emits when RL pushes it off its data). Chosen and rejected
+                     order, a fragment cut mid-sentence, sentences spliced into one another, or
+                     gibberish tokens in place of words (what a small policy emits when RL pushes
+                     it off its data); half the time only the end of the answer, after a coherent
+                     start, is broken. Chosen and rejected
                      have the same length, so the reward model judges quality, not length: length
                      is the length reward's job.
 
@@ -206,25 +217,26 @@ TOPICS = {
 }
 
 PLANS = [
-    "I will describe {topic} in {p} short paragraphs with clear, simple sentences.",
-    "Plan: open with an image of {topic}, add details, and end calmly. {p} paragraphs.",
-    "The reader wants a vivid picture of {topic}. I will use {p} paragraphs and concrete details.",
-    "Outline: introduction, main details about {topic}, and a short ending. {p} paragraphs.",
+    "I will describe {topic} in short paragraphs with clear, simple sentences.",
+    "Plan: open with an image of {topic}, add details, and end calmly.",
+    "The reader wants a vivid picture of {topic}. I will use concrete details.",
+    "Outline: introduction, main details about {topic}, and a short ending.",
 ]
 
 
-def answer_from(rng, topic, n_sentences):
-    sentences = rng.sample(TOPICS[topic], n_sentences)
-    paragraphs, i = [], 0
-    while i < len(sentences):
-        k = rng.randint(2, 4)
-        paragraphs.append(" ".join(sentences[i:i + k]))
-        i += k
-    return paragraphs
+def paragraphs_of(topic):
+    """The topic's 10 paragraphs in order: sentences 2i and 2i + 1."""
+    bank = TOPICS[topic]
+    return [" ".join(bank[i:i + 2]) for i in range(0, len(bank), 2)]
+
+
+def answer_from(topic, p):
+    """A piece of p paragraphs: the first p of the topic's."""
+    return paragraphs_of(topic)[:p]
 
 
 def completion_from(rng, topic, paragraphs):
-    plan = rng.choice(PLANS).format(topic=topic, p=len(paragraphs))
+    plan = rng.choice(PLANS).format(topic=topic)
     return f"<think>{plan}</think>\n<answer>" + "\n\n".join(paragraphs) + "</answer>"
 
 
@@ -243,9 +255,11 @@ def junk_word(rng):
 
 
 def corrupt(rng, topic, paragraphs):
-    """A worse answer of about the same length: one of five failure modes."""
-    mode = rng.randrange(5)
+    """A worse answer of about the same length: one of six failure modes."""
+    mode = rng.randrange(6)
     words = sum(len(p.split()) for p in paragraphs)
+    if mode == 5:  # spliced sentences: the start of one sentence runs into the end of another
+        return splice(rng, paragraphs, rng.uniform(0.4, 0.9))
     if mode == 4:  # gibberish: a third to two thirds of the words replaced by junk tokens
         share = rng.uniform(0.33, 0.67)
         return [" ".join(junk_word(rng) if rng.random() < share else w for w in p.split()) for p in paragraphs]
@@ -285,6 +299,35 @@ def corrupt(rng, topic, paragraphs):
     return [" ".join(text[: len(flat)])]
 
 
+def splice(rng, paragraphs, share):
+    """Each sentence, with probability `share`, keeps its first words and ends with the last words
+    of another sentence (of any topic): what a small policy writes when it loses its place."""
+    bank = [s for b in TOPICS.values() for s in b]
+    out = []
+    for p in paragraphs:
+        sentences = []
+        for s in split_sentences(p):
+            if rng.random() < share:
+                w, o = s.split(), rng.choice(bank).split()
+                sentences.append(" ".join(w[: rng.randint(2, max(2, len(w) - 2))] + o[rng.randint(1, max(1, len(o) - 2)):]))
+            else:
+                sentences.append(s)
+        out.append(" ".join(sentences))
+    return out
+
+
+def worse(rng, topic, paragraphs):
+    """The rejected answer of a pair: the whole answer corrupted, or (half the time) only its end
+    after a coherent start, the way a policy goes wrong after a good beginning. A reward model
+    that saw only whole-answer corruptions scores such answers by their good start."""
+    if len(paragraphs) >= 2 and rng.random() < 0.5:
+        j = rng.randint(max(1, len(paragraphs) // 3), len(paragraphs) - 1)
+        return paragraphs[:j] + corrupt(rng, topic, paragraphs[j:])
+    if len(paragraphs) == 1 and rng.random() < 0.5:
+        return splice(rng, paragraphs, 1.0)
+    return corrupt(rng, topic, paragraphs)
+
+
 def split_sentences(paragraph):
     parts, start = [], 0
     for i, ch in enumerate(paragraph):
@@ -305,29 +348,28 @@ def main():
     with open(out / "pretrain.jsonl", "w") as f:
         for i in range(800):
             topic = topics[i % len(topics)]
-            # Mostly short (median 5 sentences, ~50 words), up to a whole sentence bank (20): long
-            # answers are in the base model's support, but rare. RL must make them the norm.
-            n = rng.choice([1, 2, 2, 3, 3, 3, 4, 4, 4, 5, 6, 7, 8, 10, 12, 14, 16, 18, 20])
-            paragraphs = answer_from(rng, topic, n)
-            # Half the prompts carry a length request that the completion does NOT follow (its
-            # length is drawn independently): the RL prompts are then in-distribution for the base
-            # model, which reads a request like "in about 120 words" but has no reason to obey it.
+            # Mostly short (median 3 paragraphs, ~60 words), up to 10 (~200 words): long answers are
+            # in the base model's support, but rare. RL must make the right length the norm.
+            p = rng.choice([1] * 5 + [2] * 6 + [3] * 6 + [4] * 5 + [5] * 3 + [6] * 2 + [7, 8, 9, 10])
+            # Half the prompts carry a length request that the completion does NOT follow (p is
+            # drawn independently): the RL prompts are then in-distribution for the base model,
+            # which reads a request like "in about 120 words" but has no reason to obey it.
             request = f" in about {rng.choice((100, 120, 140))} words" if rng.random() < 0.5 else ""
             f.write(json.dumps({"prompt": f"Write about {topic}{request}.",
-                                "completion": completion_from(rng, topic, paragraphs)}) + "\n")
+                                "completion": completion_from(rng, topic, answer_from(topic, p))}) + "\n")
 
     with open(out / "prompts.jsonl", "w") as f:
         for topic in topics:
-            for target in (100, 120, 140):
+            for target in (160, 180, 200):
                 f.write(json.dumps({"prompt": f"Write about {topic} in about {target} words.",
                                     "lower": target - 20, "upper": target + 20, "length": target}) + "\n")
 
     with open(out / "preferences.jsonl", "w") as f:
-        for i in range(640):
+        for i in range(960):
             topic = topics[i % len(topics)]
-            paragraphs = answer_from(rng, topic, rng.randint(3, 12))
+            paragraphs = answer_from(topic, rng.randint(1, 10))
             chosen = "\n\n".join(paragraphs)
-            rejected = "\n\n".join(corrupt(rng, topic, paragraphs))
+            rejected = "\n\n".join(worse(rng, topic, paragraphs))
             f.write(json.dumps({"prompt": f"Write about {topic}.", "chosen": chosen, "rejected": rejected}) + "\n")
 
 

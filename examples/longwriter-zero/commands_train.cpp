@@ -463,9 +463,14 @@ void run_train(const TrainArgs& args) {
   if (!policy_spec.freeze.empty()) {
     const auto frozen = grpo::freeze_parameters(policy, policy_spec.freeze);
     std::int64_t frozen_count = 0, total = 0;
-    for (auto& [name, t] : policy.named_parameters()) (t.requires_grad() ? total : frozen_count) += t.numel();
-    std::fprintf(stderr, "policy: %zu tensors frozen (%.2fM parameters); %.2fM parameters trained\n", frozen.size(),
-                 static_cast<double>(frozen_count) / 1e6, static_cast<double>(total) / 1e6);
+    std::size_t trained_tensors = 0;
+    for (auto& [name, t] : policy.named_parameters()) {
+      (t.requires_grad() ? total : frozen_count) += t.numel();
+      trained_tensors += t.requires_grad() ? 1 : 0;
+    }
+    std::fprintf(stderr, "policy: %zu tensors frozen (%lld parameters); %zu tensors trained (%lld parameters)\n",
+                 frozen.size(), static_cast<long long>(frozen_count), trained_tensors,
+                 static_cast<long long>(total));
   }
   auto writing = build_writing_reward(rewards_spec.writing, ctx);
   auto dataset = grpo::PromptDataset::from_jsonl(*prompts_path, ctx.seed);

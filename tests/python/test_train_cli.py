@@ -96,6 +96,10 @@ def test_the_checkpoint_loads_in_transformers_with_our_logprobs(trained):
     original = AutoModelForCausalLM.from_pretrained(MODEL, dtype=torch.float32).eval()
     changed = [n for n, t in model.state_dict().items() if not torch.equal(t, original.state_dict()[n])]
     assert changed, "two GRPO steps at lr 1e-2 left every parameter unchanged"
+    # tiny.json freezes the (tied) embedding with policy.freeze: it must come back bit-identical.
+    config = json.loads((SOURCE / "examples" / "configs" / "tiny.json").read_text())
+    assert config["policy"]["freeze"] == ["model\\.embed_tokens\\.weight"]
+    assert "model.embed_tokens.weight" not in changed and "model.embed_tokens.weight" in model.state_dict()
 
     prompt, completion = "Write about the sea.", " The sea is calm at dawn and loud at night."
     result = subprocess.run([str(PROGRAM), "logprobs", "--model", str(policy)], capture_output=True, timeout=120,
@@ -147,6 +151,9 @@ def test_bad_configs_name_the_key(tmp_path):
 
     result = run(["train", "--config", str(tmp_path / "config.json"), "--set", "trainer.group_size=0"])
     assert result.returncode != 0 and "group_size" in result.stderr.decode()
+
+    result = run(["train", "--config", str(tmp_path / "config.json"), "--set", 'policy.freeze=["model\\\\.no_such"]'])
+    assert result.returncode != 0 and "model\\.no_such" in result.stderr.decode()
 
     (tmp_path / "prompts.jsonl").write_text('{"prompt": "ok", "lower": 1, "upper": 2}\n{"prompt": \n')
     result = run(["train", "--config", str(tmp_path / "config.json")])

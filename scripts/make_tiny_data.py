@@ -365,12 +365,15 @@ def main():
                                     "lower": target - 20, "upper": target + 20, "length": target}) + "\n")
 
     with open(out / "preferences.jsonl", "w") as f:
-        for i in range(960):
+        for i in range(1920):
             topic = topics[i % len(topics)]
             paragraphs = answer_from(topic, rng.randint(1, 10))
             chosen = "\n\n".join(paragraphs)
             rejected = "\n\n".join(worse(rng, topic, paragraphs))
-            f.write(json.dumps({"prompt": f"Write about {topic}.", "chosen": chosen, "rejected": rejected}) + "\n")
+            # The prompts the reward model will score carry a length request: half of these do too
+            # (any N: the pair's two answers have the same length, so N carries no preference).
+            request = f" in about {rng.choice((100, 120, 140, 160, 180, 200))} words" if rng.random() < 0.5 else ""
+            f.write(json.dumps({"prompt": f"Write about {topic}{request}.", "chosen": chosen, "rejected": rejected}) + "\n")
 
 
 if __name__ == "__main__":

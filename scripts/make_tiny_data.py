@@ -299,16 +299,19 @@ def corrupt(rng, topic, paragraphs):
     return [" ".join(text[: len(flat)])]
 
 
+# Every sentence of every topic, in TOPICS order (spliced sentences draw their endings from it).
+ALL_SENTENCES = [s for bank in TOPICS.values() for s in bank]
+
+
 def splice(rng, paragraphs, share):
     """Each sentence, with probability `share`, keeps its first words and ends with the last words
     of another sentence (of any topic): what a small policy writes when it loses its place."""
-    bank = [s for b in TOPICS.values() for s in b]
     out = []
     for p in paragraphs:
         sentences = []
         for s in split_sentences(p):
             if rng.random() < share:
-                w, o = s.split(), rng.choice(bank).split()
+                w, o = s.split(), rng.choice(ALL_SENTENCES).split()
                 sentences.append(" ".join(w[: rng.randint(2, max(2, len(w) - 2))] + o[rng.randint(1, max(1, len(o) - 2)):]))
             else:
                 sentences.append(s)

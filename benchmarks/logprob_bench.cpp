@@ -3,13 +3,17 @@
 // computation (full [T, V] logits, log_softmax, gather, entropy, autograd), at Qwen2.5-0.5B's
 // hidden 896 and vocabulary 151,936, for T = 1K..16K tokens? The claim under test: our peak is
 // bounded by the chunk (1024 tokens), not by T, <= 1/10 of naive at 16K, time within 1.5x.
+// Second question: how much faster are vocabulary tiles (vocab_block = 2048, the CPU default:
+// each [chunk, 2048] tile reduced in cache) than whole rows (vocab_block = 0)? "tiles_vs_rows" is
+// the time ratio; --hidden=64 gives the shape of the tiny demo, where the elementwise work
+// (exp, log-sum-exp, entropy) rather than the GEMM dominates.
 //
 // Memory: on the CPU every allocation goes through a counting wrapper of the CPU allocator
 // (c10::SetCPUAllocator); on CUDA, the caching allocator's allocated-bytes peak. "Extra" is the
 // peak minus what was allocated before the call (inputs) minus the outputs (log-probs, entropy,
 // grad of hidden, grad of weight). Inputs are float32 on both paths.
 //
-//   logprob_bench [--device=cpu|cuda] [--max_tokens=N] [google benchmark flags]
+//   logprob_bench [--device=cpu|cuda] [--max_tokens=N] [--hidden=H] [google benchmark flags]
 // Defaults: CPU T = 1K, 2K (a 2-core CPU needs ~1 min per 1K tokens; pass --max_tokens=16384 for
 // all); CUDA T = 1K..16K. Naive runs are skipped when they would not fit in memory.
 #include <grpo/loss/token_logprobs.hpp>
@@ -24,6 +28,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <tuple>
 #include <string>
 #include <vector>
 
@@ -37,7 +42,7 @@
 
 namespace {
 
-constexpr std::int64_t kHidden = 896;
+std::int64_t kHidden = 896;  // --hidden
 constexpr std::int64_t kVocab = 151936;
 constexpr std::int64_t kChunk = 1024;
 
@@ -132,8 +137,10 @@ struct Result {
   double seconds = 0;
   double extra_bytes = 0;
 };
-std::map<std::pair<bool, std::int64_t>, Result>& naive_results() {
-  static std::map<std::pair<bool, std::int64_t>, Result> m;
+enum class Mode { naive, rows, tiles };
+// Results by (mode, cuda, tokens): later modes report ratios against earlier ones.
+std::map<std::tuple<Mode, bool, std::int64_t>, Result>& results() {
+  static std::map<std::tuple<Mode, bool, std::int64_t>, Result> m;
   return m;
 }
 
@@ -146,12 +153,14 @@ void naive_step(const at::Tensor& hidden, const at::Tensor& weight, const at::Te
   (logprobs.sum() + entropy.sum()).backward();
 }
 
+template <std::int64_t VocabBlock>
 void chunked_step(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& targets) {
-  const auto out = grpo::token_logprobs(hidden, weight, targets, {.chunk_size = kChunk});
+  const auto out = grpo::token_logprobs(hidden, weight, targets, {.chunk_size = kChunk, .vocab_block = VocabBlock});
   (out.logprobs.sum() + out.entropy.sum()).backward();
 }
 
-void run(benchmark::State& state, bool cuda, bool chunked) {
+void run(benchmark::State& state, bool cuda, Mode mode) {
+  const bool chunked = mode != Mode::naive;
   const std::int64_t tokens = state.range(0);
   const Memory memory{.cuda = cuda};
   const auto device = cuda ? at::Device(at::kCUDA) : at::Device(at::kCPU);
@@ -167,7 +176,7 @@ void run(benchmark::State& state, bool cuda, bool chunked) {
   const at::Tensor hidden = at::randn({tokens, kHidden}, device).requires_grad_(true);
   const at::Tensor weight = at::randn({kVocab, kHidden}, device).mul_(0.02).requires_grad_(true);
   const at::Tensor targets = at::randint(kVocab, {tokens}, at::TensorOptions().dtype(at::kLong).device(device));
-  const auto step = chunked ? &chunked_step : &naive_step;
+  const auto step = mode == Mode::naive ? &naive_step : mode == Mode::rows ? &chunked_step<0> : &chunked_step<2048>;
   if (cuda) {  // warm-up: cuBLAS workspaces, allocator segments
     step(hidden, weight, targets);
     hidden.mutable_grad() = at::Tensor();
@@ -193,12 +202,13 @@ void run(benchmark::State& state, bool cuda, bool chunked) {
   const Result r{total / static_cast<double>(state.iterations()), extra};
   state.counters["peak_extra_MiB"] = r.extra_bytes / (1 << 20);
   state.counters["tokens_per_s"] = static_cast<double>(tokens) / r.seconds;
-  if (!chunked) {
-    naive_results()[{cuda, tokens}] = r;
-  } else if (const auto it = naive_results().find({cuda, tokens}); it != naive_results().end()) {
+  results()[{mode, cuda, tokens}] = r;
+  if (const auto it = results().find({Mode::naive, cuda, tokens}); chunked && it != results().end()) {
     state.counters["peak_vs_naive"] = r.extra_bytes / it->second.extra_bytes;
     state.counters["time_vs_naive"] = r.seconds / it->second.seconds;
   }
+  if (const auto it = results().find({Mode::rows, cuda, tokens}); mode == Mode::tiles && it != results().end())
+    state.counters["tiles_vs_rows"] = r.seconds / it->second.seconds;
 }
 
 }  // namespace
@@ -211,6 +221,7 @@ int main(int argc, char** argv) {
     const std::string arg = argv[i];
     if (arg.rfind("--device=", 0) == 0) device = arg.substr(9);
     else if (arg.rfind("--max_tokens=", 0) == 0) max_tokens = std::stoll(arg.substr(13));
+    else if (arg.rfind("--hidden=", 0) == 0) kHidden = std::stoll(arg.substr(9));
     else rest.push_back(argv[i]);
   }
   const bool cuda = device == "cuda";
@@ -230,11 +241,14 @@ int main(int argc, char** argv) {
   c10::SetCPUAllocator(&allocator, /*priority=*/100);
 
   for (std::int64_t t = 1024; t <= max_tokens; t *= 2) {
-    // naive first: chunked reports its ratios against it
-    benchmark::RegisterBenchmark(("naive/" + device).c_str(), [cuda](benchmark::State& s) { run(s, cuda, false); })
-        ->Arg(t)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(cuda ? 3 : 1);
-    benchmark::RegisterBenchmark(("chunked/" + device).c_str(), [cuda](benchmark::State& s) { run(s, cuda, true); })
-        ->Arg(t)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(cuda ? 3 : 1);
+    // naive first, then whole rows, then tiles: each reports its ratios against the earlier ones
+    const std::pair<const char*, Mode> modes[] = {{"naive/", Mode::naive}, {"chunked/", Mode::rows},
+                                                  {"chunked_tiles/", Mode::tiles}};
+    for (const auto& entry : modes) {
+      const Mode mode = entry.second;
+      benchmark::RegisterBenchmark((entry.first + device).c_str(), [cuda, mode](benchmark::State& s) { run(s, cuda, mode); })
+          ->Arg(t)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(cuda ? 3 : 1);
+    }
   }
   int count = static_cast<int>(rest.size());
   benchmark::Initialize(&count, rest.data());

@@ -32,6 +32,7 @@ Naive naive_logprobs(const at::Tensor& hidden, const at::Tensor& weight, const a
 struct Case {
   std::int64_t n, h, v, chunk;
   double temperature;
+  std::int64_t vocab_block = 0;  // 0: whole rows; > 0: vocabulary tiles (the CPU default path)
 };
 
 // Values and gradients of ours vs naive for a loss that uses both outputs with random weights.
@@ -47,7 +48,7 @@ void compare_with_naive(const Case& c, at::ScalarType dtype, double tol) {
   auto hidden = hidden0.clone().requires_grad_(true);
   auto weight = weight0.clone().requires_grad_(true);
   const auto ours = grpo::token_logprobs(hidden, weight, targets,
-                                         {.chunk_size = c.chunk, .temperature = c.temperature});
+                                         {.chunk_size = c.chunk, .temperature = c.temperature, .vocab_block = c.vocab_block});
   ((ours.logprobs * g_lp).sum() + (ours.entropy * g_ent).sum()).backward();
 
   auto hidden_ref = hidden0.clone().requires_grad_(true);
@@ -69,24 +70,53 @@ TEST_CASE("token_logprobs equals the naive computation in float64", "[token_logp
   // N a multiple of the chunk, N not a multiple, chunk > N, chunk = 1, temperature != 1.
   for (const Case c : {Case{12, 8, 37, 4, 1.0}, Case{13, 8, 37, 5, 1.0}, Case{7, 6, 50, 64, 1.0},
                        Case{5, 4, 11, 1, 1.0}, Case{13, 8, 37, 5, 0.7}, Case{9, 8, 29, 4, 1.6}}) {
-    INFO("n=" << c.n << " chunk=" << c.chunk << " T=" << c.temperature);
-    compare_with_naive(c, at::kDouble, 1e-10);
+    for (const std::int64_t block : {0, 8, 5, 1}) {  // whole rows; tiles dividing V or not; one column
+      Case tiled = c;
+      tiled.vocab_block = block;
+      INFO("n=" << c.n << " chunk=" << c.chunk << " T=" << c.temperature << " vocab_block=" << block);
+      compare_with_naive(tiled, at::kDouble, 1e-10);
+    }
+  }
+}
+
+TEST_CASE("token_logprobs: vocabulary tiles hold far-apart logits (the running max moves up and down)",
+          "[token_logprobs]") {
+  // Rows whose largest logit sits in the first, a middle or the last tile, with logits spread over
+  // +-60, so a wrong re-basing of the running sums shows at once.
+  at::manual_seed(21);
+  const auto weight0 = at::randn({40, 6}, at::kDouble) * 10.0;
+  const auto hidden0 = at::randn({6, 6}, at::kDouble);
+  const auto targets = at::tensor(std::vector<std::int64_t>{0, 39, 17, 5, 22, 31});
+  for (const std::int64_t block : {3, 7, 16}) {
+    auto h = hidden0.clone().requires_grad_(true);
+    auto h_ref = hidden0.clone().requires_grad_(true);
+    const auto ours = grpo::token_logprobs(h, weight0, targets, {.chunk_size = 4, .vocab_block = block});
+    const auto ref = naive_logprobs(h_ref, weight0, targets, 1.0);
+    INFO("vocab_block=" << block);
+    CHECK(at::allclose(ours.logprobs, ref.logprobs, 1e-10, 1e-10));
+    CHECK(at::allclose(ours.entropy, ref.entropy, 1e-10, 1e-10));
+    (ours.logprobs.sum() - ours.entropy.sum()).backward();
+    (ref.logprobs.sum() - ref.entropy.sum()).backward();
+    CHECK(at::allclose(h.grad(), h_ref.grad(), 1e-9, 1e-9));
   }
 }
 
 TEST_CASE("token_logprobs equals the naive computation in float32", "[token_logprobs]") {
-  for (const Case c : {Case{33, 16, 301, 8, 1.0}, Case{33, 16, 301, 100, 0.8}}) {
-    INFO("n=" << c.n << " chunk=" << c.chunk << " T=" << c.temperature);
+  for (const Case c : {Case{33, 16, 301, 8, 1.0}, Case{33, 16, 301, 100, 0.8}, Case{33, 16, 301, 8, 1.0, 64},
+                       Case{33, 16, 301, 100, 0.8, 128}}) {
+    INFO("n=" << c.n << " chunk=" << c.chunk << " T=" << c.temperature << " vocab_block=" << c.vocab_block);
     compare_with_naive(c, at::kFloat, 2e-5);
   }
 }
 
 TEST_CASE("token_logprobs: bf16 inputs give float32 log-probs close to the float32 computation", "[token_logprobs]") {
+  const std::int64_t block = GENERATE(0, 16);
+  INFO("vocab_block=" << block);
   at::manual_seed(7);
   const auto hidden = at::randn({10, 16}).to(at::kBFloat16);
   const auto weight = at::randn({40, 16}).to(at::kBFloat16);
   const auto targets = at::randint(40, {10}, at::TensorOptions().dtype(at::kLong));
-  const auto ours = grpo::token_logprobs(hidden, weight, targets, {.chunk_size = 3});
+  const auto ours = grpo::token_logprobs(hidden, weight, targets, {.chunk_size = 3, .vocab_block = block});
   // Reference: the same bf16 values upcast, so only float32 arithmetic differs.
   const auto ref = naive_logprobs(hidden.to(at::kFloat), weight.to(at::kFloat), targets, 1.0);
   REQUIRE(ours.logprobs.scalar_type() == at::kFloat);
@@ -95,7 +125,7 @@ TEST_CASE("token_logprobs: bf16 inputs give float32 log-probs close to the float
 
   auto h = hidden.clone().requires_grad_(true);
   auto w = weight.clone().requires_grad_(true);
-  grpo::token_logprobs(h, w, targets, {.chunk_size = 3}).logprobs.sum().backward();
+  grpo::token_logprobs(h, w, targets, {.chunk_size = 3, .vocab_block = block}).logprobs.sum().backward();
   REQUIRE(h.grad().scalar_type() == at::kBFloat16);
   auto h_ref = hidden.to(at::kFloat).requires_grad_(true);
   auto w_ref = weight.to(at::kFloat).requires_grad_(true);
@@ -105,6 +135,8 @@ TEST_CASE("token_logprobs: bf16 inputs give float32 log-probs close to the float
 }
 
 TEST_CASE("token_logprobs: gradient of log-probs alone, of entropy alone, and w.r.t. one input", "[token_logprobs]") {
+  const std::int64_t block = GENERATE(0, 4);
+  INFO("vocab_block=" << block);
   at::manual_seed(11);
   const auto hidden0 = at::randn({9, 5}, at::kDouble);
   const auto weight0 = at::randn({13, 5}, at::kDouble);
@@ -112,7 +144,7 @@ TEST_CASE("token_logprobs: gradient of log-probs alone, of entropy alone, and w.
   for (int which = 0; which < 2; ++which) {
     auto h = hidden0.clone().requires_grad_(true);
     auto h_ref = hidden0.clone().requires_grad_(true);
-    const auto ours = grpo::token_logprobs(h, weight0, targets, {.chunk_size = 4});
+    const auto ours = grpo::token_logprobs(h, weight0, targets, {.chunk_size = 4, .vocab_block = block});
     const auto ref = naive_logprobs(h_ref, weight0, targets, 1.0);
     (which == 0 ? ours.logprobs : ours.entropy).sum().backward();
     (which == 0 ? ref.logprobs : ref.entropy).sum().backward();
@@ -121,7 +153,9 @@ TEST_CASE("token_logprobs: gradient of log-probs alone, of entropy alone, and w.
   // Only the weight requires grad (a frozen trunk).
   auto w = weight0.clone().requires_grad_(true);
   auto w_ref = weight0.clone().requires_grad_(true);
-  grpo::token_logprobs(hidden0, w, targets, {.chunk_size = 2, .compute_entropy = false}).logprobs.sum().backward();
+  grpo::token_logprobs(hidden0, w, targets, {.chunk_size = 2, .compute_entropy = false, .vocab_block = block})
+      .logprobs.sum()
+      .backward();
   naive_logprobs(hidden0, w_ref, targets, 1.0).logprobs.sum().backward();
   CHECK(at::allclose(w.grad(), w_ref.grad(), 1e-10, 1e-10));
 }
@@ -134,7 +168,9 @@ TEST_CASE("token_logprobs: finite differences agree with the custom backward (fl
   const auto targets = at::tensor(std::vector<std::int64_t>{0, 6, 3, 3});
   const auto a = at::randn({4}, at::kDouble);
   const auto b = at::randn({4}, at::kDouble);
-  const grpo::TokenLogprobOptions options{.chunk_size = 3, .temperature = 0.9};
+  const std::int64_t block = GENERATE(0, 3);
+  INFO("vocab_block=" << block);
+  const grpo::TokenLogprobOptions options{.chunk_size = 3, .temperature = 0.9, .vocab_block = block};
   auto loss = [&](const at::Tensor& h) {
     const auto r = grpo::token_logprobs(h, weight, targets, options);
     return ((r.logprobs * a).sum() + (r.entropy * b).sum()).item<double>();
@@ -199,6 +235,7 @@ TEST_CASE("token_logprobs: bad input throws grpo::Error", "[token_logprobs]") {
   CHECK_THROWS_AS(grpo::token_logprobs(hidden, weight, at::tensor(std::vector<std::int64_t>{1, 6, 0})), grpo::Error);
   CHECK_THROWS_AS(grpo::token_logprobs(hidden, weight, at::tensor(std::vector<std::int64_t>{-1, 0, 0})), grpo::Error);
   CHECK_THROWS_AS(grpo::token_logprobs(hidden, weight, targets, {.chunk_size = 0}), grpo::Error);
+  CHECK_THROWS_WITH(grpo::token_logprobs(hidden, weight, targets, {.vocab_block = -2}), Catch::Contains("vocab_block"));
   CHECK_THROWS_AS(grpo::token_logprobs(hidden, weight, targets, {.temperature = 0.0}), grpo::Error);
   CHECK_THROWS_AS(grpo::token_logprobs(hidden, weight, targets, {.temperature = std::nan("")}), grpo::Error);
   CHECK_THROWS_AS(grpo::token_logprobs(hidden, at::randn({4}), targets), grpo::Error);

@@ -27,12 +27,17 @@ coherent left to write).
                      order, a fragment cut mid-sentence, sentences spliced into one another, or
                      gibberish tokens in place of words (what a small policy emits when RL pushes
                      it off its data); half the time only the end of the answer, after a coherent
-                     start, is broken. Chosen and rejected
-                     have the same length, so the reward model judges quality, not length: length
-                     is the length reward's job.
+                     start, is broken. Chosen and rejected have the same length, so these pairs
+                     judge quality, not length. Then 480 requirement-following pairs: two coherent
+                     answers to "in about N words", the chosen one keeping to N +- 20 words (or
+                     the nearest the topic allows), the rejected one missing it by 40 words more,
+                     too short or too long, as a rater who reads the request would judge.
 
-Run: python3 scripts/make_tiny_data.py  (rewrites the three files; the output is committed)
+Run: python3 scripts/make_tiny_data.py [--out DIR]  (rewrites the three files, by default in
+examples/data/tiny/; the output is committed, and tests/python/test_tiny_data.py checks that a
+re-run reproduces it byte for byte)
 """
+import argparse
 import json
 import pathlib
 import random
@@ -323,12 +328,30 @@ def worse(rng, topic, paragraphs):
     """The rejected answer of a pair: the whole answer corrupted, or (half the time) only its end
     after a coherent start, the way a policy goes wrong after a good beginning. A reward model
     that saw only whole-answer corruptions scores such answers by their good start."""
-    if len(paragraphs) >= 2 and rng.random() < 0.5:
-        j = rng.randint(max(1, len(paragraphs) // 3), len(paragraphs) - 1)
-        return paragraphs[:j] + corrupt(rng, topic, paragraphs[j:])
-    if len(paragraphs) == 1 and rng.random() < 0.5:
-        return splice(rng, paragraphs, 1.0)
-    return corrupt(rng, topic, paragraphs)
+    while True:  # a corruption can leave the text as it was (a drift that kept every sentence): draw again
+        if len(paragraphs) >= 2 and rng.random() < 0.5:
+            j = rng.randint(max(1, len(paragraphs) // 3), len(paragraphs) - 1)
+            out = paragraphs[:j] + corrupt(rng, topic, paragraphs[j:])
+        elif len(paragraphs) == 1 and rng.random() < 0.5:
+            out = splice(rng, paragraphs, 1.0)
+        else:
+            out = corrupt(rng, topic, paragraphs)
+        if out != paragraphs:
+            return out
+
+
+LENGTH_PAIRS = 480
+
+
+def length_pair(rng, topic, n):
+    """Two coherent answers of one topic for a request of about n words: (chosen, rejected)."""
+    def miss(p):  # words outside [n - 20, n + 20]
+        words = sum(len(x.split()) for x in answer_from(topic, p))
+        return max(0, abs(words - n) - 20)
+    best = min(miss(p) for p in range(1, 11))
+    chosen = rng.choice([p for p in range(1, 11) if miss(p) == best])
+    rejected = rng.choice([p for p in range(1, 11) if miss(p) >= best + 40])
+    return answer_from(topic, chosen), answer_from(topic, rejected)
 
 
 def split_sentences(paragraph):
@@ -343,8 +366,11 @@ def split_sentences(paragraph):
 
 
 def main():
+    parser = argparse.ArgumentParser(description="Makes the tiny demo's data files.")
+    parser.add_argument("--out", type=pathlib.Path,
+                        default=pathlib.Path(__file__).resolve().parent.parent / "examples" / "data" / "tiny")
+    out = parser.parse_args().out
     rng = random.Random(20250624)
-    out = pathlib.Path(__file__).resolve().parent.parent / "examples" / "data" / "tiny"
     out.mkdir(parents=True, exist_ok=True)
     topics = list(TOPICS)
 
@@ -377,6 +403,15 @@ def main():
             # (any N: the pair's two answers have the same length, so N carries no preference).
             request = f" in about {rng.choice((100, 120, 140, 160, 180, 200))} words" if rng.random() < 0.5 else ""
             f.write(json.dumps({"prompt": f"Write about {topic}{request}.", "chosen": chosen, "rejected": rejected}) + "\n")
+        # Requirement following: of two coherent answers to "Write about X in about N words.", a
+        # rater prefers the one that keeps to the requested length (N +- 20 words, or the nearest
+        # the topic allows); the rejected one misses it by 40 words more, too short or too long.
+        for i in range(LENGTH_PAIRS):
+            topic = topics[i % len(topics)]
+            n = rng.choice((100, 120, 140, 160, 180, 200))
+            chosen, rejected = length_pair(rng, topic, n)
+            f.write(json.dumps({"prompt": f"Write about {topic} in about {n} words.",
+                                "chosen": "\n\n".join(chosen), "rejected": "\n\n".join(rejected)}) + "\n")
 
 
 if __name__ == "__main__":

@@ -48,12 +48,16 @@ TEST_CASE("ClippedSurrogateLoss on CUDA equals the CPU in float64", "[loss_cuda_
 }
 
 TEST_CASE("token_logprobs on CUDA equals the CPU (float32, bf16) with gradients", "[loss_cuda_test]") {
+  // -1: the defaults (whole rows on both devices at V = 1000); 128: vocabulary tiles on both,
+  // through the mixed-precision matmul for bf16 on CUDA.
+  const std::int64_t vocab_block = GENERATE(-1, 128);
+  INFO("vocab_block=" << vocab_block);
   at::manual_seed(9);
   const auto hidden = at::randn({300, 64});
   const auto weight = at::randn({1000, 64}).mul(0.2);
   const auto targets = at::randint(1000, {300}, at::TensorOptions().dtype(at::kLong));
   const auto g = at::randn({300});
-  const grpo::TokenLogprobOptions options{.chunk_size = 128, .temperature = 0.8};
+  const grpo::TokenLogprobOptions options{.chunk_size = 128, .temperature = 0.8, .vocab_block = vocab_block};
 
   auto h_cpu = hidden.clone().requires_grad_(true);
   auto w_cpu = weight.clone().requires_grad_(true);

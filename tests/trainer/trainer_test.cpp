@@ -12,7 +12,9 @@
 #include <torch/nn/module.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
@@ -168,6 +170,50 @@ TEST_CASE("one step moves theta against the closed-form GRPO gradient", "[traine
   }
   CHECK(stats.grad_norm == Approx(std::sqrt(g[0] * g[0] + g[1] * g[1] + g[2] * g[2] + g[3] * g[3] + g[4] * g[4])).epsilon(1e-5));
   CHECK(stats.trained_tokens == static_cast<std::int64_t>(tokens));
+}
+
+namespace {
+/// A field of /proc/self/status in GiB (VmRSS: resident now, VmHWM: the resident peak): the
+/// kernel's own account, independent of getrusage.
+double proc_status_gib(const std::string& field) {
+  std::ifstream in("/proc/self/status");
+  std::string key;
+  double kib = -1;
+  while (in >> key) {
+    if (key == field + ":") {
+      in >> kib;
+      break;
+    }
+  }
+  return kib / (1024.0 * 1024.0);
+}
+}  // namespace
+
+TEST_CASE("the metrics row reports the host memory peak of the step", "[trainer]") {
+  if (proc_status_gib("VmHWM") < 0) {
+    WARN("no /proc/self/status here: nothing to compare with");
+    return;
+  }
+  ToyPolicy policy;
+  // A reward that touches 512 MiB of fresh memory mid-step and frees it again: the peak must
+  // show it although nothing of it is resident when the row is written.
+  auto heavy = [](const grpo::Sample& s) {
+    static int calls = 0;
+    if (calls++ > 0) return share_of_a(s);
+    std::vector<char> block(std::size_t{512} << 20);
+    std::memset(block.data(), 1, block.size());
+    return static_cast<float>(block[block.size() / 2]) * share_of_a(s);
+  };
+  grpo::Trainer trainer(policy, grpo::RewardSet{heavy}, grpo::GroupNormalized{}, grpo::ClippedSurrogateLoss{},
+                        toy_prompts(), toy_options(scratch("memory")));
+  const double resident_before = proc_status_gib("VmRSS");
+  const auto row = trainer.step();
+  const double peak_after = proc_status_gib("VmHWM");
+  REQUIRE(row["memory"].contains("host_rss_peak_gib"));
+  const double reported = row["memory"]["host_rss_peak_gib"].get<double>();
+  CHECK(reported >= resident_before + 0.45);  // the 0.5 GiB block was resident during the step
+  CHECK(reported <= peak_after + 1e-3);
+  CHECK_FALSE(row["memory"].contains("cuda_peak_allocated_gib"));  // a CPU policy reports no CUDA figures
 }
 
 TEST_CASE("micro-batching does not change the update", "[trainer]") {

@@ -51,6 +51,7 @@
 #include "grpo/text/word_count.hpp"
 #include "grpo/trainer/checkpoint.hpp"
 #include "grpo/trainer/freeze.hpp"
+#include "grpo/trainer/memory.hpp"
 #include "grpo/trainer/metrics.hpp"
 #include "grpo/trainer/options.hpp"
 #include "grpo/trainer/prompt_dataset.hpp"
@@ -138,6 +139,7 @@ class Trainer {
                     .eps(options_.adam_eps)
                     .weight_decay(options_.weight_decay));
     reward_names_ = rewards_.names();
+    memory_ = PeakMemory(params.front().device());
   }
 
   [[nodiscard]] const TrainerOptions& options() const { return options_; }
@@ -324,6 +326,7 @@ class Trainer {
   /// One step: draw prompts, rollout, score, advantages, update. Returns the step's metrics row.
   nlohmann::json step() {
     using Clock = std::chrono::steady_clock;
+    memory_.reset();
     const auto t0 = Clock::now();
     const auto batch = prompts_.batch(data_position_, static_cast<std::size_t>(options_.prompts_per_step));
     Rollout r = rollout(batch, step_);
@@ -339,6 +342,7 @@ class Trainer {
     ++step_;
     auto seconds = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };
     nlohmann::json row = metrics_row(r, table, adv, u, zero_groups, seconds(t0, t1), seconds(t1, t2), seconds(t2, t3));
+    row["memory"] = memory_.read();
     last_samples_ = std::move(r);  // kept for write_samples()
     last_table_ = std::move(table);
     last_advantages_ = std::move(adv);
@@ -514,6 +518,7 @@ class Trainer {
   TrainerOptions options_;
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   std::array<std::string, num_rewards> reward_names_;
+  PeakMemory memory_;
   std::int64_t step_ = 0;
   std::uint64_t data_position_ = 0;
   std::int64_t update_index_ = 0;

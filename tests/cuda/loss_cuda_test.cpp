@@ -87,6 +87,20 @@ TEST_CASE("token_logprobs on CUDA equals the CPU (float32, bf16) with gradients"
   bf.logprobs.sum().backward();
   REQUIRE(hb_gpu.grad().scalar_type() == at::kBFloat16);
   CHECK(at::isfinite(wb_gpu.grad()).all().item<bool>());
+  // Gradient values against float32 on the same bf16 values, also with targets repeated ~60 times
+  // per chunk (the target's share of dL/dW must be summed in float32, not once per occurrence in bf16).
+  for (const bool repeated : {false, true}) {
+    INFO("repeated targets: " << repeated);
+    const auto t = repeated ? at::randint(5, {300}, at::TensorOptions().dtype(at::kLong)) : targets;
+    auto h16 = hb.cuda().requires_grad_(true);
+    auto w16 = wb.cuda().requires_grad_(true);
+    grpo::token_logprobs(h16, w16, t.cuda(), options).logprobs.sum().backward();
+    auto h32 = hb.to(at::kFloat).requires_grad_(true);
+    auto w32 = wb.to(at::kFloat).requires_grad_(true);
+    grpo::token_logprobs(h32, w32, t, options).logprobs.sum().backward();
+    CHECK(at::allclose(h16.grad().cpu().to(at::kFloat), h32.grad(), 2e-2, 2e-2));
+    CHECK(at::allclose(w16.grad().cpu().to(at::kFloat), w32.grad(), 2e-2, 2e-2));
+  }
 }
 
 TEST_CASE("token_logprobs on CUDA: out-of-range targets give NaN, not a device assert", "[loss_cuda_test]") {

@@ -101,6 +101,48 @@ TEST_CASE("token_logprobs: vocabulary tiles hold far-apart logits (the running m
   }
 }
 
+TEST_CASE("token_logprobs: the CPU default tiles, a block >= V, empty input, confident tokens", "[token_logprobs]") {
+  // V > 2048: the default (-1) cuts the vocabulary into 2048-wide tiles on the CPU; a block of V
+  // or more means whole rows. Both against the naive computation, with gradients.
+  at::manual_seed(17);
+  const auto hidden0 = at::randn({20, 8}, at::kDouble);
+  const auto weight0 = at::randn({5000, 8}, at::kDouble);
+  auto targets = at::randint(5000, {20}, at::TensorOptions().dtype(at::kLong));
+  targets[3] = 4999;  // the last column of the last, partial tile
+  targets[4] = 0;
+  for (const std::int64_t block : {-1, 5000, 1 << 20}) {
+    INFO("vocab_block=" << block);
+    auto h = hidden0.clone().requires_grad_(true);
+    auto w = weight0.clone().requires_grad_(true);
+    auto h_ref = hidden0.clone().requires_grad_(true);
+    auto w_ref = weight0.clone().requires_grad_(true);
+    const auto ours = grpo::token_logprobs(h, w, targets, {.chunk_size = 7, .vocab_block = block});
+    const auto ref = naive_logprobs(h_ref, w_ref, targets, 1.0);
+    CHECK(at::allclose(ours.logprobs, ref.logprobs, 1e-10, 1e-10));
+    CHECK(at::allclose(ours.entropy, ref.entropy, 1e-10, 1e-10));
+    (ours.logprobs.sum() + ours.entropy.sum()).backward();
+    (ref.logprobs.sum() + ref.entropy.sum()).backward();
+    CHECK(at::allclose(h.grad(), h_ref.grad(), 1e-9, 1e-9));
+    CHECK(at::allclose(w.grad(), w_ref.grad(), 1e-9, 1e-9));
+  }
+  // Empty input through the tiles.
+  auto empty_hidden = at::randn({0, 8}, at::kDouble).requires_grad_(true);
+  auto w = weight0.clone().requires_grad_(true);
+  const auto empty = grpo::token_logprobs(empty_hidden, w, at::zeros({0}, at::kLong), {.vocab_block = 64});
+  REQUIRE(empty.logprobs.numel() == 0);
+  (empty.logprobs.sum() + empty.entropy.sum()).backward();
+  CHECK(w.grad().abs().sum().item<double>() == 0.0);
+  // Confident tokens in float32 (logits up to ~100): the target's logit comes from the same
+  // GEMM as the log-sum-exp, so no log-prob is above 0.
+  const auto sharp_hidden = at::randn({64, 16}) * 10.0;
+  const auto sharp_weight = at::randn({3000, 16});
+  const auto best = at::matmul(sharp_hidden, sharp_weight.t()).argmax(1);
+  const auto sharp = grpo::token_logprobs(sharp_hidden, sharp_weight, best, {.chunk_size = 16});
+  CHECK(sharp.logprobs.le(0).all().item<bool>());
+  const auto sharp_ref = naive_logprobs(sharp_hidden, sharp_weight, best, 1.0);
+  CHECK(at::allclose(sharp.logprobs, sharp_ref.logprobs, 1e-4, 1e-5));
+}
+
 TEST_CASE("token_logprobs equals the naive computation in float32", "[token_logprobs]") {
   for (const Case c : {Case{33, 16, 301, 8, 1.0}, Case{33, 16, 301, 100, 0.8}, Case{33, 16, 301, 8, 1.0, 64},
                        Case{33, 16, 301, 100, 0.8, 128}}) {
@@ -116,20 +158,20 @@ TEST_CASE("token_logprobs: bf16 inputs give float32 log-probs close to the float
   const auto hidden = at::randn({10, 16}).to(at::kBFloat16);
   const auto weight = at::randn({40, 16}).to(at::kBFloat16);
   const auto targets = at::randint(40, {10}, at::TensorOptions().dtype(at::kLong));
-  const auto ours = grpo::token_logprobs(hidden, weight, targets, {.chunk_size = 3, .vocab_block = block});
+  const auto ours = grpo::token_logprobs(hidden, weight, targets, {.chunk_size = 3, .temperature = 0.8, .vocab_block = block});
   // Reference: the same bf16 values upcast, so only float32 arithmetic differs.
-  const auto ref = naive_logprobs(hidden.to(at::kFloat), weight.to(at::kFloat), targets, 1.0);
+  const auto ref = naive_logprobs(hidden.to(at::kFloat), weight.to(at::kFloat), targets, 0.8);
   REQUIRE(ours.logprobs.scalar_type() == at::kFloat);
   CHECK(at::allclose(ours.logprobs, ref.logprobs, 1e-4, 1e-4));
   CHECK(at::allclose(ours.entropy, ref.entropy, 1e-4, 1e-4));
 
   auto h = hidden.clone().requires_grad_(true);
   auto w = weight.clone().requires_grad_(true);
-  grpo::token_logprobs(h, w, targets, {.chunk_size = 3, .vocab_block = block}).logprobs.sum().backward();
+  grpo::token_logprobs(h, w, targets, {.chunk_size = 3, .temperature = 0.8, .vocab_block = block}).logprobs.sum().backward();
   REQUIRE(h.grad().scalar_type() == at::kBFloat16);
   auto h_ref = hidden.to(at::kFloat).requires_grad_(true);
   auto w_ref = weight.to(at::kFloat).requires_grad_(true);
-  naive_logprobs(h_ref, w_ref, targets, 1.0).logprobs.sum().backward();
+  naive_logprobs(h_ref, w_ref, targets, 0.8).logprobs.sum().backward();
   CHECK(at::allclose(h.grad().to(at::kFloat), h_ref.grad(), 2e-2, 2e-2));
   CHECK(at::allclose(w.grad().to(at::kFloat), w_ref.grad(), 2e-2, 2e-2));
 }

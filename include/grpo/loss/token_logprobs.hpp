@@ -16,9 +16,9 @@
 //   M = running max, S = sum exp(z - M), T = sum exp(z - M) (z - M)
 //   lse = M + log S,  entropy = lse - sum_v p_v z_v = log S - T / S
 // and one exp per logit, where whole rows of 151,936 logits go through memory several times
-// (logsumexp, then exp again for the entropy). The target's logit is the dot product
-// h . W[target], so no gather from the tiles is needed; in backward, its +g term of dL/dz goes
-// straight into dL/dh (g W[target]) and dL/dW (index_add of g h).
+// (logsumexp, then exp again for the entropy). The target's logit is read from the tile that holds
+// it (the same GEMM as the max, so logprob <= 0 exactly), and backward adds its +g to dL/dz in
+// that tile, so the target's gradient is summed inside the GEMM as on the whole-rows path.
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -139,41 +139,52 @@ struct TileBuffers {
 
 /// The vocabulary tile width a call uses: 0 = whole rows.
 inline std::int64_t resolve_vocab_block(const TokenLogprobOptions& options, const at::Tensor& weight) {
-  const std::int64_t block = options.vocab_block == -1 ? (weight.is_cuda() ? 0 : 2048) : options.vocab_block;
+  const std::int64_t block = options.vocab_block == -1 ? (weight.is_cpu() ? 2048 : 0) : options.vocab_block;
   return block >= weight.size(0) ? 0 : block;
 }
 
-/// Logits of rows h [n, H] against the vocabulary tile w [vb, H] (already in the plan's dtype or
-/// mixed), scaled by 1/T, written into `buffer` (at least n x vb elements of the logit dtype) when
-/// the plan allows.
+/// Logits of rows h [n, H] against the vocabulary tile w [vb, H], scaled by 1/T; h and w already
+/// in one dtype (w's), or bf16/f16 for the mixed CUDA matmul. Written into `buffer` (at least
+/// n x vb elements of the logit dtype) unless the matmul is mixed.
 inline at::Tensor tile_logits(const at::Tensor& h, const at::Tensor& w, const LogitPlan& plan, at::Tensor& buffer) {
   at::Tensor logits;
   if (plan.mixed_mm) {
     logits = at::mm(h, w.t(), plan.logit_type);
   } else {
     logits = buffer.narrow(0, 0, h.size(0) * w.size(0)).view({h.size(0), w.size(0)});
-    at::mm_out(logits, h.to(w.scalar_type()), w.t());
+    at::mm_out(logits, h, w.t());
   }
   if (plan.inv_temperature != 1.0) logits.mul_(plan.inv_temperature);
   return logits;
 }
 
-/// h . W[target] / T per row, in the logit dtype: the target's logit without a gather.
-inline at::Tensor target_logits(const at::Tensor& h, const at::Tensor& w, const at::Tensor& targets,
-                                const LogitPlan& plan) {
-  const at::Tensor rows = w.index_select(0, targets).to(plan.logit_type);
-  return h.to(plan.logit_type).mul(rows).sum(1).mul_(plan.inv_temperature);
-}
+/// Where each row's target falls in the tile [v0, v0 + vb): the in-tile column (clamped into the
+/// tile) and whether it is there at all.
+struct TileTargets {
+  at::Tensor column;  // [n, 1] int64
+  at::Tensor inside;  // [n] bool
+  TileTargets(const at::Tensor& targets, std::int64_t v0, std::int64_t vb) {
+    const at::Tensor local = targets.sub(v0);
+    inside = local.ge(0).logical_and_(local.lt(vb));
+    column = local.clamp(0, vb - 1).unsqueeze(1);
+  }
+};
 
-/// Forward of one chunk in vocabulary tiles: lse [n] and, if asked, entropy [n], written into the
-/// given output slices; returns nothing. h: [n, H]; w: [V, H] in the plan's dtype (or mixed).
-inline void forward_tiles(const at::Tensor& h, const at::Tensor& w, std::int64_t block, const LogitPlan& plan,
-                          TileBuffers& buffers, at::Tensor lse_out, at::Tensor entropy_out) {
+/// Forward of one chunk in vocabulary tiles: writes lse, the target's log-prob (its logit minus
+/// lse) and, if entropy_out is defined, the entropy. h: [n, H] in w's dtype (or mixed);
+/// w: [V, H]; targets: [n].
+inline void forward_tiles(const at::Tensor& h, const at::Tensor& w, const at::Tensor& targets, std::int64_t block,
+                          const LogitPlan& plan, TileBuffers& buffers, at::Tensor lse_out, at::Tensor logprob_out,
+                          at::Tensor entropy_out) {
   const std::int64_t vocab = w.size(0);
   at::Tensor running_max, sum_exp, sum_exp_z;  // M, S, T of the running log-sum-exp
+  at::Tensor target_logit = at::zeros({h.size(0)}, logprob_out.options());
   const bool with_entropy = entropy_out.defined();
   for (std::int64_t v0 = 0; v0 < vocab; v0 += block) {
-    at::Tensor z = tile_logits(h, w.narrow(0, v0, std::min(block, vocab - v0)), plan, buffers.logits);  // [n, vb]
+    const std::int64_t vb = std::min(block, vocab - v0);
+    at::Tensor z = tile_logits(h, w.narrow(0, v0, vb), plan, buffers.logits);  // [n, vb]
+    const TileTargets tile_targets(targets, v0, vb);
+    target_logit = at::where(tile_targets.inside, z.gather(1, tile_targets.column).squeeze(1), target_logit);
     const at::Tensor tile_max = z.amax({1});
     const at::Tensor new_max = running_max.defined() ? at::maximum(running_max, tile_max) : tile_max;
     z.sub_(new_max.unsqueeze(1));
@@ -197,14 +208,14 @@ inline void forward_tiles(const at::Tensor& h, const at::Tensor& w, std::int64_t
   }
   const at::Tensor log_sum = sum_exp.log();
   lse_out.copy_(running_max.add(log_sum));
+  logprob_out.copy_(target_logit.sub_(running_max).sub_(log_sum));
   if (with_entropy) entropy_out.copy_(log_sum.sub(sum_exp_z.div(sum_exp)));
 }
 
-
 /// Backward in vocabulary tiles (see the comment of ChunkedTokenLogprobs::backward for dL/dz):
-/// per chunk, dL/dh = sum over tiles of dz W_tile + g W[target], dL/dW_tile += dz^T h, and
-/// dL/dW[target] += g h, where dz leaves out the +g at the target (added here directly) and g, e
-/// carry the 1/T of z = h W^T / T. grad_hidden / grad_weight: undefined when not wanted.
+/// per chunk and tile, dz = dL/dz (with the target's +g added in the tile that holds it),
+/// dL/dh += dz W_tile, dL/dW_tile += dz^T h; g and e carry the 1/T of z = h W^T / T.
+/// grad_hidden / grad_weight: undefined when not wanted.
 inline void backward_tiles(const at::Tensor& hidden, const at::Tensor& w, const at::Tensor& targets,
                            const at::Tensor& lse, const at::Tensor& entropy, const at::Tensor& grad_logprob,
                            const at::Tensor& grad_entropy, std::int64_t chunk_size, std::int64_t block,
@@ -215,7 +226,7 @@ inline void backward_tiles(const at::Tensor& hidden, const at::Tensor& w, const 
   TileBuffers buffers(std::min(chunk_size, n_tokens), block, logit_options);
   for (std::int64_t start = 0; start < n_tokens; start += chunk_size) {
     const std::int64_t n = std::min(chunk_size, n_tokens - start);
-    const at::Tensor h = hidden.narrow(0, start, n);
+    const at::Tensor h = plan.mixed_mm ? hidden.narrow(0, start, n) : hidden.narrow(0, start, n).to(w.scalar_type());
     const at::Tensor t = targets.narrow(0, start, n);
     const at::Tensor g = grad_logprob.defined()
                              ? grad_logprob.narrow(0, start, n).to(plan.logit_type).mul(plan.inv_temperature).unsqueeze(1)
@@ -225,7 +236,6 @@ inline void backward_tiles(const at::Tensor& hidden, const at::Tensor& w, const 
                              : at::Tensor();
     const at::Tensor lse_c = lse.narrow(0, start, n).unsqueeze(1);
     const at::Tensor entropy_c = e.defined() ? entropy.narrow(0, start, n).unsqueeze(1) : at::Tensor();
-    const at::Tensor h_w = h.to(w.scalar_type());
     at::Tensor acc = at::zeros({n, h.size(1)}, logit_options);  // dL/dh of this chunk
     for (std::int64_t v0 = 0; v0 < vocab; v0 += block) {
       const std::int64_t vb = std::min(block, vocab - v0);
@@ -238,20 +248,18 @@ inline void backward_tiles(const at::Tensor& hidden, const at::Tensor& w, const 
       } else {
         dz.exp_().mul_(g).neg_();
       }
+      const TileTargets tile_targets(t, v0, vb);
+      dz.scatter_add_(1, tile_targets.column, g.mul(tile_targets.inside.unsqueeze(1)));
       if (plan.mixed_mm) {
         const at::Tensor dz_w = dz.to(w.scalar_type());
         if (grad_hidden.defined()) acc.add_(at::mm(dz_w, w_tile, plan.logit_type));
-        if (grad_weight.defined()) grad_weight.narrow(0, v0, vb).add_(at::mm(dz_w.t(), h_w, plan.logit_type));
+        if (grad_weight.defined()) grad_weight.narrow(0, v0, vb).add_(at::mm(dz_w.t(), h, plan.logit_type));
       } else {
         if (grad_hidden.defined()) acc.addmm_(dz, w_tile);
-        if (grad_weight.defined()) grad_weight.narrow(0, v0, vb).addmm_(dz.t(), h_w);
+        if (grad_weight.defined()) grad_weight.narrow(0, v0, vb).addmm_(dz.t(), h);
       }
     }
-    if (grad_hidden.defined()) {
-      acc.add_(w.index_select(0, t).to(plan.logit_type).mul_(g));
-      grad_hidden.narrow(0, start, n).copy_(acc);
-    }
-    if (grad_weight.defined()) grad_weight.index_add_(0, t, h.to(plan.logit_type).mul(g).to(grad_weight.scalar_type()));
+    if (grad_hidden.defined()) grad_hidden.narrow(0, start, n).copy_(acc);
   }
 }
 
@@ -273,14 +281,12 @@ struct ChunkedTokenLogprobs : torch::autograd::Function<ChunkedTokenLogprobs> {
       TileBuffers buffers(std::min(chunk_size, n_tokens), vocab_block, out_options);
       for (std::int64_t start = 0; start < n_tokens; start += chunk_size) {
         const std::int64_t n = std::min(chunk_size, n_tokens - start);
-        const at::Tensor h = hidden.narrow(0, start, n);
-        at::Tensor lse_c = lse.narrow(0, start, n);
-        forward_tiles(h, w, vocab_block, plan, buffers, lse_c,
-                      with_entropy ? entropy.narrow(0, start, n) : at::Tensor());
-        logprobs.narrow(0, start, n).copy_(target_logits(h, w, targets.narrow(0, start, n), plan).sub_(lse_c));
+        const at::Tensor h = plan.mixed_mm ? hidden.narrow(0, start, n) : hidden.narrow(0, start, n).to(w.scalar_type());
+        forward_tiles(h, w, targets.narrow(0, start, n), vocab_block, plan, buffers, lse.narrow(0, start, n),
+                      logprobs.narrow(0, start, n), with_entropy ? entropy.narrow(0, start, n) : at::Tensor());
       }
     }
-    for (std::int64_t start = 0; vocab_block == 0 && start < n_tokens; start += chunk_size) {
+    for (std::int64_t start = 0; vocab_block <= 0 && start < n_tokens; start += chunk_size) {
       const std::int64_t n = std::min(chunk_size, n_tokens - start);
       at::Tensor logits = chunk_logits(hidden.narrow(0, start, n), w, plan);  // [n, V]
       at::Tensor lse_c = logits.logsumexp({1});                                // [n]
@@ -339,7 +345,7 @@ struct ChunkedTokenLogprobs : torch::autograd::Function<ChunkedTokenLogprobs> {
       backward_tiles(hidden, w, targets, lse, entropy, grad_logprob, grad_entropy, chunk_size, vocab_block, plan,
                      grad_hidden, grad_weight);
     }
-    for (std::int64_t start = 0; vocab_block == 0 && start < n_tokens; start += chunk_size) {
+    for (std::int64_t start = 0; vocab_block <= 0 && start < n_tokens; start += chunk_size) {
       const std::int64_t n = std::min(chunk_size, n_tokens - start);
       const at::Tensor h = hidden.narrow(0, start, n);
       const at::Tensor g = grad_logprob.defined() ? grad_logprob.narrow(0, start, n).to(plan.logit_type).unsqueeze(1)

@@ -7,8 +7,9 @@
 //                            less the CUDA context)
 //
 // The CUDA figures exist in builds with GRPO_WITH_CUDA (the grpo::cuda target) when the policy
-// lives on a CUDA device; reset() at the start of a step makes them per-step peaks. A CPU run
-// never touches CUDA.
+// lives on a CUDA device; reset() at the start of a step makes them per-step peaks (it resets the
+// caching allocator's peak counters of that device for the whole process, as
+// torch.cuda.reset_peak_memory_stats does). A CPU run never touches CUDA.
 
 #include <c10/core/Device.h>
 #include <nlohmann/json.hpp>

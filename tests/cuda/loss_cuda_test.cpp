@@ -3,6 +3,7 @@
 // out-of-range targets instead of a device assert, and no host synchronisation (graph capture).
 #include <grpo/loss/clipped_surrogate.hpp>
 #include <grpo/loss/token_logprobs.hpp>
+#include <grpo/trainer/memory.hpp>
 
 #include <ATen/Functions.h>
 #include <ATen/TensorOperators.h>
@@ -135,4 +136,21 @@ TEST_CASE("loss and token_logprobs forward never synchronise (graph capture)", "
   stream.synchronize();
   CHECK(at::isfinite(logprobs).all().item<bool>());
   CHECK(std::isfinite(loss.item<float>()));
+}
+
+TEST_CASE("PeakMemory reports the step's CUDA peaks through grpo::cuda's registered allocator calls",
+          "[loss_cuda_test]") {
+  const grpo::PeakMemory memory(c10::Device(c10::kCUDA, 0));
+  memory.reset();
+  {
+    const auto block = at::empty({std::int64_t{256} << 20}, at::TensorOptions().dtype(at::kByte).device(at::kCUDA));
+    const auto during = memory.read();
+    REQUIRE(during.contains("cuda_peak_allocated_gib"));
+    CHECK(during["cuda_peak_allocated_gib"].get<double>() >= 0.25);
+    CHECK(during["cuda_peak_reserved_gib"].get<double>() >= during["cuda_peak_allocated_gib"].get<double>());
+  }
+  memory.reset();  // the block is freed: a new window starts from what is allocated now
+  const auto after = memory.read();
+  CHECK(after["cuda_peak_allocated_gib"].get<double>() < 0.25);
+  CHECK(after["host_rss_peak_gib"].get<double>() > 0.0);
 }

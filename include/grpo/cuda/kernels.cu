@@ -3,6 +3,7 @@
 #include "grpo/cuda/kernels.hpp"
 
 #include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <math_constants.h>
@@ -121,9 +122,25 @@ void launch_group_advantage(const at::Tensor& rewards, const at::Tensor& out, st
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
+// ---- memory peaks ------------------------------------------------------------------------------
+CudaMemoryPeaks read_memory_peaks(int index) {
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(index));
+  const auto aggregate = static_cast<std::size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+  CudaMemoryPeaks peaks;
+  peaks.allocated = stats.allocated_bytes[aggregate].peak;
+  peaks.reserved = stats.reserved_bytes[aggregate].peak;
+  return peaks;
+}
+
+void reset_memory_peaks(int index) {
+  c10::cuda::CUDACachingAllocator::resetPeakStats(static_cast<c10::DeviceIndex>(index));
+}
+
 // ---- registration -----------------------------------------------------------------------------
 [[maybe_unused]] const bool registered = [] {
   cuda_kernels().group_advantage = &launch_group_advantage;
+  cuda_kernels().read_memory_peaks = &read_memory_peaks;
+  cuda_kernels().reset_memory_peaks = &reset_memory_peaks;
   return true;
 }();
 

@@ -32,9 +32,23 @@ struct GroupAdvantageParams {
 using GroupAdvantageLauncher = void (*)(const at::Tensor& rewards, const at::Tensor& out, std::int64_t group_size,
                                         const GroupAdvantageParams& params);
 
-/// Host-side launchers of grpo's CUDA kernels; a null entry means "not compiled in".
+/// The CUDA caching allocator's peaks on one device, in bytes (torch.cuda.max_memory_allocated /
+/// max_memory_reserved).
+struct CudaMemoryPeaks {
+  std::int64_t allocated = 0;
+  std::int64_t reserved = 0;
+};
+/// Reads / resets the caching allocator's peak counters of device `index` (process-wide, as
+/// torch.cuda.reset_peak_memory_stats).
+using CudaPeakReader = CudaMemoryPeaks (*)(int index);
+using CudaPeakReset = void (*)(int index);
+
+/// Host-side launchers of grpo's CUDA kernels and CUDA runtime helpers; a null entry means "not
+/// compiled in" (a target without grpo::cuda).
 struct CudaKernels {
   GroupAdvantageLauncher group_advantage = nullptr;  ///< fused GRPO/Dr.GRPO/RLOO, K rewards, any G
+  CudaPeakReader read_memory_peaks = nullptr;        ///< for grpo::PeakMemory
+  CudaPeakReset reset_memory_peaks = nullptr;
 };
 
 /// The process-wide table (filled by kernels.cu's static initialiser when linked).

@@ -6,19 +6,17 @@
 //   cuda_peak_reserved_gib   the caching allocator's peak reservation there (what nvidia-smi sees,
 //                            less the CUDA context)
 //
-// The CUDA figures exist in builds with GRPO_WITH_CUDA (the grpo::cuda target) when the policy
-// lives on a CUDA device; reset() at the start of a step makes them per-step peaks (it resets the
-// caching allocator's peak counters of that device for the whole process, as
+// The CUDA figures exist when the policy lives on a CUDA device and the program links grpo::cuda
+// (whose kernels.cu registers the allocator calls in grpo::detail::cuda_kernels(), so this header
+// reads the same in every build); reset() at the start of a step makes them per-step peaks (it
+// resets the caching allocator's peak counters of that device for the whole process, as
 // torch.cuda.reset_peak_memory_stats does). A CPU run never touches CUDA.
 
 #include <c10/core/Device.h>
 #include <nlohmann/json.hpp>
 #include <sys/resource.h>
 
-#if defined(GRPO_WITH_CUDA)
-#include <c10/cuda/CUDACachingAllocator.h>
-#include <c10/cuda/CUDAFunctions.h>
-#endif
+#include "grpo/cuda/kernels.hpp"
 
 namespace grpo {
 
@@ -29,9 +27,8 @@ class PeakMemory {
 
   /// Starts a new per-step window for the CUDA peaks (the host peak is the process's).
   void reset() const {
-#if defined(GRPO_WITH_CUDA)
-    if (device_.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(cuda_index());
-#endif
+    if (const auto reset_peaks = detail::cuda_kernels().reset_memory_peaks; reset_peaks && device_.is_cuda())
+      reset_peaks(cuda_index());
   }
 
   /// {"host_rss_peak_gib": ..., and on CUDA "cuda_peak_allocated_gib", "cuda_peak_reserved_gib"}.
@@ -47,23 +44,19 @@ class PeakMemory {
 #endif
       out["host_rss_peak_gib"] = bytes / gib;
     }
-#if defined(GRPO_WITH_CUDA)
-    if (device_.is_cuda()) {
-      const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(cuda_index());
-      const auto aggregate = static_cast<std::size_t>(c10::CachingAllocator::StatType::AGGREGATE);
-      out["cuda_peak_allocated_gib"] = static_cast<double>(stats.allocated_bytes[aggregate].peak) / gib;
-      out["cuda_peak_reserved_gib"] = static_cast<double>(stats.reserved_bytes[aggregate].peak) / gib;
+    if (const auto read_peaks = detail::cuda_kernels().read_memory_peaks; read_peaks && device_.is_cuda()) {
+      const detail::CudaMemoryPeaks peaks = read_peaks(cuda_index());
+      out["cuda_peak_allocated_gib"] = static_cast<double>(peaks.allocated) / gib;
+      out["cuda_peak_reserved_gib"] = static_cast<double>(peaks.reserved) / gib;
     }
-#endif
     return out;
   }
 
   c10::Device device() const { return device_; }
 
  private:
-#if defined(GRPO_WITH_CUDA)
-  c10::DeviceIndex cuda_index() const { return device_.has_index() ? device_.index() : c10::cuda::current_device(); }
-#endif
+  // A CUDA parameter's device always carries its index; 0 is the fallback of a bare "cuda".
+  int cuda_index() const { return device_.has_index() ? device_.index() : 0; }
   c10::Device device_;
 };
 

@@ -622,7 +622,11 @@ void run_eval(const EvalArgs& args) {
                {"format_pass_rate", pass / n}, {"repetition_mean", rep / n}, {"repetition_rate", rep_flag / n},
                {"answer_words_mean", words / n}, {"truncated_fraction", trunc / n}};
   if (s_l_n > 0) summary["S_l"] = s_l / s_l_n;
-  if (writing) summary["writing_reward"] = wr / n;
+  if (writing) {
+    summary["writing_reward"] = wr / n;
+    // The composite of metrics.jsonl: the equal-weight mean of the three rewards' means.
+    summary["reward"] = (len_r / n + wr / n + fmt_r / n) / 3.0;
+  }
   std::cout << summary.dump() << '\n';
 }
 

@@ -2,10 +2,12 @@
 policy is the cli_tiny fixture (written by transformers' save_pretrained, real Qwen2.5
 vocabulary), the writing reward model is trained from a small pairs file. Checked against
 transformers: a checkpoint the run writes loads there and gives our log-probs; a run resumed
-from step 1 reaches bit-identical parameters at step 2; bad configs name the bad key."""
+from step 1 reaches bit-identical parameters at step 2; bad configs name the bad key; `eval`
+reports per sample what the paper's formulas (written out here) say of its own completions."""
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 
@@ -158,3 +160,68 @@ def test_bad_configs_name_the_key(tmp_path):
     (tmp_path / "prompts.jsonl").write_text('{"prompt": "ok", "lower": 1, "upper": 2}\n{"prompt": \n')
     result = run(["train", "--config", str(tmp_path / "config.json")])
     assert result.returncode != 0 and "prompts.jsonl:2" in result.stderr.decode()
+
+
+# ---- eval ----------------------------------------------------------------------------------------
+def longbench_count(text: str) -> int:  # LongBench-Write's word count: CJK characters + English words
+    return len(re.findall(r"[\u4e00-\u9fff]", text)) + len(re.findall(r"\b[a-zA-Z]+\b", text))
+
+
+def eq3(words, lo, hi, factor=2.0):  # the paper's Eq. 3 with L_max = factor * hi
+    if words < lo:
+        return words / lo
+    if words <= hi:
+        return 1.0
+    return max(0.0, (factor * hi - words) / (factor * hi - hi))
+
+
+def s_l(required, produced):  # LongBench-Write's length score
+    if produced == 0:
+        return 0.0
+    if produced > required:
+        return 100 * max(0.0, 1 - (produced / required - 1) / 3)
+    return 100 * max(0.0, 1 - (required / produced - 1) / 2)
+
+
+def answer_of(completion: str) -> str:  # from the first <answer> to the first </answer> after it, or the end
+    start = completion.find("<answer>")
+    if start < 0:
+        return ""
+    rest = completion[start + len("<answer>"):]
+    end = rest.find("</answer>")
+    return rest if end < 0 else rest[:end]
+
+
+def test_eval_reports_what_its_samples_say(trained, tmp_path):
+    """The shipped tiny base model writes real <think>/<answer> pieces: eval's per-sample answer words,
+    length reward and S_l must be the formulas applied to its own completions, its summary the means
+    (composite = the equal-weight mean of the three rewards, as in metrics.jsonl), and a second run
+    with the same seed the same samples."""
+    tmp, _, _ = trained
+    prompts = tmp_path / "prompts.jsonl"
+    shipped = (SOURCE / "examples" / "data" / "tiny" / "prompts.jsonl").read_text().splitlines()
+    prompts.write_text("\n".join(shipped[:3]) + "\n")
+    outputs = []
+    for attempt in range(2):
+        out = tmp_path / f"eval{attempt}.jsonl"
+        result = run(["eval", "--model", str(SOURCE / "examples" / "data" / "tiny" / "base-policy"), "--input",
+                      str(prompts), "--samples", "2", "--max-new-tokens", "320", "--temperature", "0.8", "--top-p", "0.9",
+                      "--reward-model", str(tmp / "run" / "reward-model"), "--output", str(out), "--seed", "5"])
+        assert result.returncode == 0, result.stderr.decode()
+        summary = json.loads(result.stdout.decode().strip().splitlines()[-1])
+        outputs.append((summary, out.read_text()))
+    summary, text = outputs[0]
+    assert outputs[1][1] == text  # reproducible: same seed, same samples
+    samples = [json.loads(line) for line in text.splitlines()]
+    assert len(samples) == 6 and summary["samples"] == 6
+    for s in samples:
+        words = longbench_count(answer_of(s["completion"]))
+        assert s["answer_words"] == words
+        assert s["length_reward"] == pytest.approx(eq3(words, s["lower"], s["upper"]), abs=1e-6)
+        assert s["S_l"] == pytest.approx(s_l(s["length"], words), abs=1e-6)
+    assert any(s["answer_words"] > 20 for s in samples)  # the base model answers, so the checks have teeth
+    for key in ("length_reward", "format_reward", "writing_reward", "S_l", "answer_words"):
+        mean = sum(s[key] for s in samples) / len(samples)
+        assert summary[key if key != "answer_words" else "answer_words_mean"] == pytest.approx(mean, abs=1e-6), key
+    composite = (summary["length_reward"] + summary["writing_reward"] + summary["format_reward"]) / 3
+    assert summary["reward"] == pytest.approx(composite, abs=1e-9)

@@ -1,24 +1,21 @@
 """Contracts of `longwriter-zero count-words | length-target | score`, checked against Python:
 the LongBench-Write word count with `re`, the paper's Eq. 3 and LongBench-Write's S_l written out
-here, field order and line-numbered errors."""
+in paper_formulas.py, field order and line-numbered errors."""
 import json
 import os
 import pathlib
-import re
 import struct
 import subprocess
 
 import pytest
+
+from paper_formulas import eq3, longbench_count, s_l
 
 BUILD = pathlib.Path(os.environ.get("GRPO_BUILD_DIR", "build/cpu"))
 SOURCE = pathlib.Path(os.environ.get("GRPO_SOURCE_DIR", "."))
 FIXTURES = pathlib.Path(os.environ.get("GRPO_FIXTURE_DIR", BUILD / "fixtures"))
 PROGRAM = BUILD / "examples" / "longwriter-zero"
 RULER = SOURCE / "examples/data/prompts/longwrite_ruler.jsonl"
-
-
-def longbench_count(text: str) -> int:
-    return len(re.findall(r"[\u4e00-\u9fff]", text)) + len(re.findall(r"\b[a-zA-Z]+\b", text))
 
 
 def run(args, stdin: bytes):
@@ -135,25 +132,6 @@ def test_length_target_default_and_errors():
     assert out[0]["target"]["source"] == "default"
     result = run(["length-target"], jsonl([{"prompt": ["list"]}]))
     assert result.returncode == 1 and b'<stdin>:1: field "prompt" must be a string, found array' in result.stderr
-
-
-def eq3(length, lo, hi, factor=2.0):
-    if hi == 0:
-        return 0.0
-    if length < lo:
-        return length / lo
-    if length <= hi:
-        return 1.0
-    l_max = factor * hi
-    return max(0.0, (l_max - length) / (l_max - hi))
-
-
-def s_l(x, y):
-    if y == 0:
-        return 0.0
-    if y > x:
-        return 100 * max(0.0, 1 - (y / x - 1) / 3)
-    return 100 * max(0.0, 1 - (x / y - 1) / 2)
 
 
 def answer(words: int) -> str:

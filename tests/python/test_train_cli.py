@@ -3,16 +3,17 @@ policy is the cli_tiny fixture (written by transformers' save_pretrained, real Q
 vocabulary), the writing reward model is trained from a small pairs file. Checked against
 transformers: a checkpoint the run writes loads there and gives our log-probs; a run resumed
 from step 1 reaches bit-identical parameters at step 2; bad configs name the bad key; `eval`
-reports per sample what the paper's formulas (written out here) say of its own completions."""
+reports per sample what the paper's formulas (tests/python/paper_formulas.py) say of its own completions."""
 import json
 import os
 import pathlib
-import re
 import shutil
 import subprocess
 
 import pytest
 import torch
+
+from paper_formulas import eq3, longbench_count, s_l
 
 BUILD = pathlib.Path(os.environ.get("GRPO_BUILD_DIR", "build/cpu"))
 SOURCE = pathlib.Path(os.environ.get("GRPO_SOURCE_DIR", "."))
@@ -163,26 +164,6 @@ def test_bad_configs_name_the_key(tmp_path):
 
 
 # ---- eval ----------------------------------------------------------------------------------------
-def longbench_count(text: str) -> int:  # LongBench-Write's word count: CJK characters + English words
-    return len(re.findall(r"[\u4e00-\u9fff]", text)) + len(re.findall(r"\b[a-zA-Z]+\b", text))
-
-
-def eq3(words, lo, hi, factor=2.0):  # the paper's Eq. 3 with L_max = factor * hi
-    if words < lo:
-        return words / lo
-    if words <= hi:
-        return 1.0
-    return max(0.0, (factor * hi - words) / (factor * hi - hi))
-
-
-def s_l(required, produced):  # LongBench-Write's length score
-    if produced == 0:
-        return 0.0
-    if produced > required:
-        return 100 * max(0.0, 1 - (produced / required - 1) / 3)
-    return 100 * max(0.0, 1 - (required / produced - 1) / 2)
-
-
 def answer_of(completion: str) -> str:  # from the first <answer> to the first </answer> after it, or the end
     start = completion.find("<answer>")
     if start < 0:

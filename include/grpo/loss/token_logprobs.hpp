@@ -170,12 +170,20 @@ struct TileTargets {
   }
 };
 
+/// Rows [start, start + n) of hidden as the tile GEMMs take them: in w's dtype, or as they are for
+/// the mixed CUDA matmul. Converted once per chunk, not once per tile.
+inline at::Tensor chunk_rows(const at::Tensor& hidden, std::int64_t start, std::int64_t n, const at::Tensor& w,
+                             const LogitPlan& plan) {
+  const at::Tensor rows = hidden.narrow(0, start, n);
+  return plan.mixed_mm ? rows : rows.to(w.scalar_type());
+}
+
 /// Forward of one chunk in vocabulary tiles: writes lse, the target's log-prob (its logit minus
-/// lse) and, if entropy_out is defined, the entropy. h: [n, H] in w's dtype (or mixed);
-/// w: [V, H]; targets: [n].
-inline void forward_tiles(const at::Tensor& h, const at::Tensor& w, const at::Tensor& targets, std::int64_t block,
-                          const LogitPlan& plan, TileBuffers& buffers, at::Tensor lse_out, at::Tensor logprob_out,
-                          at::Tensor entropy_out) {
+/// lse) and, if entropy_out is defined, the entropy. h: [n, H] from chunk_rows; w: [V, H];
+/// targets: [n].
+inline void forward_chunk_tiles(const at::Tensor& h, const at::Tensor& w, const at::Tensor& targets,
+                                std::int64_t block, const LogitPlan& plan, TileBuffers& buffers, at::Tensor lse_out,
+                                at::Tensor logprob_out, at::Tensor entropy_out) {
   const std::int64_t vocab = w.size(0);
   at::Tensor running_max, sum_exp, sum_exp_z;  // M, S, T of the running log-sum-exp
   at::Tensor target_logit = at::zeros({h.size(0)}, logprob_out.options());
@@ -212,6 +220,20 @@ inline void forward_tiles(const at::Tensor& h, const at::Tensor& w, const at::Te
   if (with_entropy) entropy_out.copy_(log_sum.sub(sum_exp_z.div(sum_exp)));
 }
 
+/// Forward in vocabulary tiles, chunk by chunk: fills lse, logprobs and (if defined) entropy [N].
+inline void forward_tiles(const at::Tensor& hidden, const at::Tensor& w, const at::Tensor& targets,
+                          std::int64_t chunk_size, std::int64_t block, const LogitPlan& plan, at::Tensor& lse,
+                          at::Tensor& logprobs, at::Tensor& entropy) {
+  const std::int64_t n_tokens = hidden.size(0);
+  TileBuffers buffers(std::min(chunk_size, n_tokens), block, lse.options());
+  for (std::int64_t start = 0; start < n_tokens; start += chunk_size) {
+    const std::int64_t n = std::min(chunk_size, n_tokens - start);
+    forward_chunk_tiles(chunk_rows(hidden, start, n, w, plan), w, targets.narrow(0, start, n), block, plan, buffers,
+                        lse.narrow(0, start, n), logprobs.narrow(0, start, n),
+                        entropy.defined() ? entropy.narrow(0, start, n) : at::Tensor());
+  }
+}
+
 /// Backward in vocabulary tiles (see the comment of ChunkedTokenLogprobs::backward for dL/dz):
 /// per chunk and tile, dz = dL/dz (with the target's +g added in the tile that holds it),
 /// dL/dh += dz W_tile, dL/dW_tile += dz^T h; g and e carry the 1/T of z = h W^T / T.
@@ -226,7 +248,7 @@ inline void backward_tiles(const at::Tensor& hidden, const at::Tensor& w, const 
   TileBuffers buffers(std::min(chunk_size, n_tokens), block, logit_options);
   for (std::int64_t start = 0; start < n_tokens; start += chunk_size) {
     const std::int64_t n = std::min(chunk_size, n_tokens - start);
-    const at::Tensor h = plan.mixed_mm ? hidden.narrow(0, start, n) : hidden.narrow(0, start, n).to(w.scalar_type());
+    const at::Tensor h = chunk_rows(hidden, start, n, w, plan);
     const at::Tensor t = targets.narrow(0, start, n);
     const at::Tensor g = grad_logprob.defined()
                              ? grad_logprob.narrow(0, start, n).to(plan.logit_type).mul(plan.inv_temperature).unsqueeze(1)
@@ -277,27 +299,22 @@ struct ChunkedTokenLogprobs : torch::autograd::Function<ChunkedTokenLogprobs> {
     at::Tensor logprobs = at::empty({n_tokens}, out_options);
     at::Tensor lse = at::empty({n_tokens}, out_options);
     at::Tensor entropy = with_entropy ? at::empty({n_tokens}, out_options) : at::Tensor();
-    if (vocab_block > 0 && n_tokens > 0) {
-      TileBuffers buffers(std::min(chunk_size, n_tokens), vocab_block, out_options);
+    if (vocab_block > 0) {
+      forward_tiles(hidden, w, targets, chunk_size, vocab_block, plan, lse, logprobs, entropy);
+    } else {
       for (std::int64_t start = 0; start < n_tokens; start += chunk_size) {
         const std::int64_t n = std::min(chunk_size, n_tokens - start);
-        const at::Tensor h = plan.mixed_mm ? hidden.narrow(0, start, n) : hidden.narrow(0, start, n).to(w.scalar_type());
-        forward_tiles(h, w, targets.narrow(0, start, n), vocab_block, plan, buffers, lse.narrow(0, start, n),
-                      logprobs.narrow(0, start, n), with_entropy ? entropy.narrow(0, start, n) : at::Tensor());
-      }
-    }
-    for (std::int64_t start = 0; vocab_block <= 0 && start < n_tokens; start += chunk_size) {
-      const std::int64_t n = std::min(chunk_size, n_tokens - start);
-      at::Tensor logits = chunk_logits(hidden.narrow(0, start, n), w, plan);  // [n, V]
-      at::Tensor lse_c = logits.logsumexp({1});                                // [n]
-      at::Tensor target_logit = logits.gather(1, targets.narrow(0, start, n).unsqueeze(1)).squeeze(1);
-      logprobs.narrow(0, start, n).copy_(target_logit.sub(lse_c));
-      lse.narrow(0, start, n).copy_(lse_c);
-      if (with_entropy) {
-        // entropy = -sum_v p_v log p_v; the row dot as a bmm [n,1,V] x [n,V,1] needs no [n, V] temporary.
-        at::Tensor& log_p = logits.sub_(lse_c.unsqueeze(1));
-        at::Tensor p = log_p.exp();
-        entropy.narrow(0, start, n).copy_(p.unsqueeze(1).bmm(log_p.unsqueeze(2)).view({n}).neg_());
+        at::Tensor logits = chunk_logits(hidden.narrow(0, start, n), w, plan);  // [n, V]
+        at::Tensor lse_c = logits.logsumexp({1});                                // [n]
+        at::Tensor target_logit = logits.gather(1, targets.narrow(0, start, n).unsqueeze(1)).squeeze(1);
+        logprobs.narrow(0, start, n).copy_(target_logit.sub(lse_c));
+        lse.narrow(0, start, n).copy_(lse_c);
+        if (with_entropy) {
+          // entropy = -sum_v p_v log p_v; the row dot as a bmm [n,1,V] x [n,V,1] needs no [n, V] temporary.
+          at::Tensor& log_p = logits.sub_(lse_c.unsqueeze(1));
+          at::Tensor p = log_p.exp();
+          entropy.narrow(0, start, n).copy_(p.unsqueeze(1).bmm(log_p.unsqueeze(2)).view({n}).neg_());
+        }
       }
     }
     ctx->saved_data["chunk_size"] = chunk_size;
@@ -341,32 +358,33 @@ struct ChunkedTokenLogprobs : torch::autograd::Function<ChunkedTokenLogprobs> {
     // float32 inside a chunk and rounds once per chunk).
     at::Tensor grad_hidden = want_hidden ? at::empty(hidden.sizes(), hidden.options().dtype(w.scalar_type())) : at::Tensor();
     at::Tensor grad_weight = want_weight ? at::zeros(w.sizes(), w.options()) : at::Tensor();
-    if (vocab_block > 0 && n_tokens > 0) {
+    if (vocab_block > 0) {
       backward_tiles(hidden, w, targets, lse, entropy, grad_logprob, grad_entropy, chunk_size, vocab_block, plan,
                      grad_hidden, grad_weight);
-    }
-    for (std::int64_t start = 0; vocab_block <= 0 && start < n_tokens; start += chunk_size) {
-      const std::int64_t n = std::min(chunk_size, n_tokens - start);
-      const at::Tensor h = hidden.narrow(0, start, n);
-      const at::Tensor g = grad_logprob.defined() ? grad_logprob.narrow(0, start, n).to(plan.logit_type).unsqueeze(1)
-                                                  : at::zeros({n, 1}, lse.options());
-      at::Tensor grad_z = chunk_logits(h, w, plan);  // [n, V] logits, reused in place as dL/dz
-      grad_z.sub_(lse.narrow(0, start, n).unsqueeze(1));  // log p
-      if (grad_entropy.defined()) {
-        const at::Tensor e = grad_entropy.narrow(0, start, n).to(plan.logit_type).unsqueeze(1);
-        at::Tensor p = grad_z.exp();
-        grad_z.add_(entropy.narrow(0, start, n).unsqueeze(1)).mul_(e).add_(g).mul_(p).neg_();
-      } else {
-        grad_z.exp_().mul_(g).neg_();
+    } else {
+      for (std::int64_t start = 0; start < n_tokens; start += chunk_size) {
+        const std::int64_t n = std::min(chunk_size, n_tokens - start);
+        const at::Tensor h = hidden.narrow(0, start, n);
+        const at::Tensor g = grad_logprob.defined() ? grad_logprob.narrow(0, start, n).to(plan.logit_type).unsqueeze(1)
+                                                    : at::zeros({n, 1}, lse.options());
+        at::Tensor grad_z = chunk_logits(h, w, plan);  // [n, V] logits, reused in place as dL/dz
+        grad_z.sub_(lse.narrow(0, start, n).unsqueeze(1));  // log p
+        if (grad_entropy.defined()) {
+          const at::Tensor e = grad_entropy.narrow(0, start, n).to(plan.logit_type).unsqueeze(1);
+          at::Tensor p = grad_z.exp();
+          grad_z.add_(entropy.narrow(0, start, n).unsqueeze(1)).mul_(e).add_(g).mul_(p).neg_();
+        } else {
+          grad_z.exp_().mul_(g).neg_();
+        }
+        grad_z.scatter_add_(1, targets.narrow(0, start, n).unsqueeze(1), g);
+        if (plan.inv_temperature != 1.0) grad_z.mul_(plan.inv_temperature);
+        if (grad_z.scalar_type() != w.scalar_type()) grad_z = grad_z.to(w.scalar_type());
+        if (want_hidden) {
+          at::Tensor rows = grad_hidden.narrow(0, start, n);
+          at::mm_out(rows, grad_z, w);
+        }
+        if (want_weight) grad_weight.addmm_(grad_z.t(), h.to(w.scalar_type()));
       }
-      grad_z.scatter_add_(1, targets.narrow(0, start, n).unsqueeze(1), g);
-      if (plan.inv_temperature != 1.0) grad_z.mul_(plan.inv_temperature);
-      if (grad_z.scalar_type() != w.scalar_type()) grad_z = grad_z.to(w.scalar_type());
-      if (want_hidden) {
-        at::Tensor rows = grad_hidden.narrow(0, start, n);
-        at::mm_out(rows, grad_z, w);
-      }
-      if (want_weight) grad_weight.addmm_(grad_z.t(), h.to(w.scalar_type()));
     }
     if (want_hidden) result[0] = grad_hidden.to(hidden.scalar_type());
     if (want_weight) result[1] = grad_weight.to(weight.scalar_type());

@@ -7,6 +7,8 @@
 #   PCRE2        the tokenizer's pre-tokenizer split pattern (\p{L}, \p{N}, look-ahead; JIT)
 #   utf8proc     the tokenizer's NFC normalizer
 #   Threads      the reward model scores on its own thread
+#   Gloo headers  declarations that LibTorch's ProcessGroupGloo.hpp includes (the torch wheel ships
+#                 Gloo's code but not its headers; Debian: libgloo-dev), for grpo/distributed/
 #   CUDAToolkit, NCCL  only for grpo::cuda (GRPO_ENABLE_CUDA)
 
 include(CMakeFindDependencyMacro)
@@ -30,6 +32,18 @@ _grpo_find(nlohmann_json 3.10)
 _grpo_find(PCRE2)
 _grpo_find(utf8proc)
 _grpo_find(Threads)
+find_path(GRPO_GLOO_INCLUDE_DIR gloo/rendezvous/store.h DOC "folder holding gloo/ (Debian: libgloo-dev)")
+if(NOT GRPO_GLOO_INCLUDE_DIR)
+  set(_grpo_gloo_message "grpo: Gloo's headers (gloo/rendezvous/store.h) were not found; \
+grpo/distributed/process_group.hpp needs them for LibTorch's ProcessGroupGloo.hpp. \
+Install them (Debian: apt install libgloo-dev) or set GRPO_GLOO_INCLUDE_DIR.")
+  if(GRPO_FINDING_FROM_CONFIG)
+    set(grpo_NOT_FOUND_MESSAGE "${_grpo_gloo_message}")
+    set(grpo_FOUND FALSE)
+  else()
+    message(FATAL_ERROR "${_grpo_gloo_message}")
+  endif()
+endif()
 
 # Links the dependencies of the CPU-capable core (grpo::grpo). LibTorch's `torch` target also
 # forces libtorch_cuda and the CUDA runtime into every binary (0.9 s start-up instead of 0.35 s
@@ -45,4 +59,8 @@ function(grpo_link_dependencies target)
   # fmt: we use the copy LibTorch ships in its include folder, header-only, because the
   # Debian libfmt (v9) would be shadowed by it and fail to link.
   target_compile_definitions(${target} INTERFACE FMT_HEADER_ONLY=1)
+  # /usr/include is searched anyway (and -isystem on it breaks libstdc++'s #include_next).
+  if(GRPO_GLOO_INCLUDE_DIR AND NOT GRPO_GLOO_INCLUDE_DIR STREQUAL "/usr/include")
+    target_include_directories(${target} SYSTEM INTERFACE "${GRPO_GLOO_INCLUDE_DIR}")
+  endif()
 endfunction()

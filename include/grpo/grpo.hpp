@@ -57,6 +57,7 @@
 #include "grpo/sampling/generate.hpp"
 
 // training
+#include "grpo/distributed/communicator.hpp"
 #include "grpo/trainer/options.hpp"
 #include "grpo/trainer/freeze.hpp"
 #include "grpo/trainer/schedule.hpp"

@@ -15,11 +15,17 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <exception>
 #include <random>
+#include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include <torch/csrc/distributed/c10d/HashStore.hpp>
+
 #include <grpo/advantage/group_normalized.hpp>
+#include <grpo/distributed/process_group.hpp>
 #include <grpo/advantage/balanced.hpp>
 #include <grpo/io/safetensors.hpp>
 #include <grpo/loss/clipped_surrogate.hpp>
@@ -63,7 +69,7 @@ class ToyPolicy {
   }
 
   grpo::TokenLogprobs logprobs(const grpo::TokenBatch& batch, double temperature) {
-    REQUIRE(temperature == 1.0);
+    if (temperature != 1.0) throw std::logic_error("ToyPolicy: temperature must be 1");  // may run on a worker thread
     const auto logp = at::log_softmax(logits(), 0);                  // [5]
     const auto ids = batch.input_ids.clamp(0, 4);                    // prompt id 7 is masked anyway
     auto out = logp.index_select(0, ids.reshape({-1})).reshape(ids.sizes());
@@ -436,4 +442,268 @@ TEST_CASE("freeze patterns that match nothing, are invalid, or freeze everything
                                   grpo::ClippedSurrogateLoss{}, toy_prompts(), toy_options(scratch("frozen_all"))),
                     Catch::Contains("all frozen"));
   fs::remove_all(scratch("frozen_all"));
+}
+
+// ---- data parallel --------------------------------------------------------------------------
+// W ranks of one Gloo process group in one process: each rank is a thread with its own
+// ProcessGroupGloo over a shared c10d::HashStore (what TCPStore is across processes). The
+// reference for every number is arithmetic by hand or the same run in one process.
+
+namespace {
+
+/// Runs body(rank, communicator) on `world` threads, each a rank of one Gloo group; rethrows the
+/// first exception of any rank.
+template <class Body>
+void run_ranks(int world, Body body) {
+  auto store = c10::make_intrusive<c10d::HashStore>();
+  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(world));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < world; ++r) {
+    threads.emplace_back([&, r] {
+      try {
+        auto options = c10d::ProcessGroupGloo::Options::create_default(std::chrono::seconds(60));
+        auto backend = c10::make_intrusive<c10d::ProcessGroupGloo>(store, r, world, options);
+        auto comm = std::make_shared<grpo::ProcessGroupCommunicator>(backend, c10::Device(c10::kCPU));
+        body(r, comm);
+      } catch (...) {
+        errors[static_cast<std::size_t>(r)] = std::current_exception();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+}
+
+/// Sets (or unsets) an environment variable for the scope.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    if (value) ::setenv(name, value, 1);
+    else ::unsetenv(name);
+  }
+  ~ScopedEnv() {
+    if (old_) ::setenv(name_.c_str(), old_->c_str(), 1);
+    else ::unsetenv(name_.c_str());
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  std::string name_;
+  std::optional<std::string> old_;
+};
+
+}  // namespace
+
+TEST_CASE("collectives: bucketed sums, broadcast, gather and gradient sums over 3 ranks", "[trainer][distributed]") {
+  constexpr int W = 3;
+  std::vector<at::Tensor> sums(W), bf16(W), gathered(W), broadcasted(W), grads_a(W), grads_b(W), grads_c(W);
+  std::vector<std::vector<double>> host(W);
+  run_ranks(W, [&](int r, const std::shared_ptr<grpo::ProcessGroupCommunicator>& comm) {
+    const auto i = static_cast<std::size_t>(r);
+    // Rank r holds r + 1 in every element; 40-byte buckets split the 3 float tensors, then bf16 and
+    // float64 start buckets of their own.
+    std::vector<at::Tensor> ts{at::full({3}, r + 1.0, at::kFloat), at::full({2, 4}, r + 1.0, at::kFloat),
+                               at::full({5}, r + 1.0, at::kFloat), at::full({4}, r + 1.0, at::kBFloat16),
+                               at::full({2}, r + 1.0, at::kDouble)};
+    grpo::all_reduce_sum(*comm, ts, /*bucket_bytes=*/40);
+    sums[i] = at::cat({ts[0], ts[1].reshape({-1}), ts[2], ts[4].to(at::kFloat)});
+    bf16[i] = ts[3];
+    host[i] = grpo::all_reduce_sum(*comm, std::vector<double>{0.5 * r, 1.0});
+    gathered[i] = comm->all_gather(at::full({2, 2}, static_cast<double>(r), at::kDouble));
+    std::vector<at::Tensor> b{at::full({3}, 10.0 * (r + 1), at::kFloat)};
+    grpo::broadcast(*comm, b, /*root=*/0);
+    broadcasted[i] = b[0];
+    // Gradients: a has one on every rank, b only on rank 1, c on none.
+    auto a = at::zeros({2}, at::kFloat).set_requires_grad(true);
+    auto bp = at::zeros({2}, at::kFloat).set_requires_grad(true);
+    auto c = at::zeros({2}, at::kFloat).set_requires_grad(true);
+    (a * (r + 1.0)).sum().backward();
+    if (r == 1) (bp * 7.0).sum().backward();
+    std::vector<at::Tensor> params{a, bp, c};
+    grpo::synchronize_gradients(*comm, params);
+    grads_a[i] = a.grad();
+    grads_b[i] = bp.grad();
+    grads_c[i] = c.grad();
+  });
+  for (std::size_t i = 0; i < W; ++i) {
+    CHECK(at::equal(sums[i], at::full({3 + 8 + 5 + 2}, 6.0, at::kFloat)));  // 1 + 2 + 3
+    CHECK(bf16[i].scalar_type() == at::kBFloat16);
+    CHECK(at::equal(bf16[i].to(at::kFloat), at::full({4}, 6.0, at::kFloat)));
+    CHECK(host[i] == std::vector<double>{1.5, 3.0});
+    CHECK(at::equal(gathered[i], at::tensor({0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0}, at::kDouble).reshape({6, 2})));
+    CHECK(at::equal(broadcasted[i], at::full({3}, 10.0, at::kFloat)));
+    CHECK(at::equal(grads_a[i], at::full({2}, 6.0, at::kFloat)));
+    REQUIRE(grads_b[i].defined());  // rank 0 and 2 had none: they receive rank 1's
+    CHECK(at::equal(grads_b[i], at::full({2}, 7.0, at::kFloat)));
+    CHECK_FALSE(grads_c[i].defined());  // no rank had one: AdamW must still skip it
+  }
+}
+
+TEST_CASE("two data-parallel ranks take the steps one process takes on the whole batch", "[trainer][distributed]") {
+  // Multi-epoch, two mini-batches, one sequence per micro-batch, zero-variance groups filtered:
+  // every normaliser must be counted over both ranks for the sums of gradients to match.
+  auto configure = [](const fs::path& out) {
+    auto o = toy_options(out);
+    o.steps = 3;
+    o.prompts_per_step = 4;
+    o.epochs = 2;
+    o.mini_batches = 2;
+    o.micro_batch_tokens = 7;
+    o.filter_zero_variance_groups = true;
+    o.max_grad_norm = 0.05;  // clipping on the summed gradient
+    o.save_every = 0;
+    return o;
+  };
+  const auto dir = scratch("dp");
+  at::Tensor single_theta;
+  std::vector<nlohmann::json> single_rows;
+  {
+    ToyPolicy policy;
+    grpo::Trainer trainer(policy, grpo::RewardSet{share_of_a}, grpo::GroupNormalized{}, grpo::ClippedSurrogateLoss{},
+                          toy_prompts(), configure(dir / "single"));
+    for (int s = 0; s < 3; ++s) single_rows.push_back(trainer.step());
+    single_theta = policy.theta().detach().clone();
+  }
+  std::vector<at::Tensor> thetas(2);
+  std::vector<std::vector<nlohmann::json>> rows(2);
+  run_ranks(2, [&](int r, const std::shared_ptr<grpo::ProcessGroupCommunicator>& comm) {
+    ToyPolicy policy;
+    if (r == 1) policy.theta().detach().copy_(at::tensor({3.0, -1.0, 0.5, 2.0, -2.0}, at::kDouble));  // replaced by rank 0's
+    grpo::Trainer trainer(policy, grpo::RewardSet{share_of_a}, grpo::GroupNormalized{}, grpo::ClippedSurrogateLoss{},
+                          toy_prompts(), configure(dir / "dp"));
+    trainer.distribute(comm);
+    if (trainer.world_size() != 2 || trainer.rank() != r) throw std::logic_error("rank/world not taken from the communicator");
+    for (int s = 0; s < 3; ++s) rows[static_cast<std::size_t>(r)].push_back(trainer.step());
+    thetas[static_cast<std::size_t>(r)] = policy.theta().detach().clone();
+  });
+  CHECK(at::equal(thetas[0], thetas[1]));  // the replicas stay identical
+  CHECK(at::allclose(thetas[0], single_theta, 0, 1e-12));
+  CHECK_FALSE(at::allclose(single_theta, at::zeros({5}, at::kDouble)));
+  for (std::size_t s = 0; s < 3; ++s) {
+    const auto& one = single_rows[s];
+    for (const auto& dp : {rows[0][s], rows[1][s]}) {
+      // Gathered over ranks: the same samples, so the same statistics.
+      for (const char* key : {"reward", "zero_variance_group_fraction", "answer_words_mean", "truncated_fraction"})
+        CHECK(dp[key].get<double>() == Approx(one[key].get<double>()).margin(1e-12));
+      CHECK(dp["rewards"] == one["rewards"]);
+      CHECK(dp["completion_tokens"] == one["completion_tokens"]);
+      CHECK(dp["advantage"]["mean"].get<double>() == Approx(one["advantage"]["mean"].get<double>()).margin(1e-9));
+      CHECK(dp["advantage"]["std"].get<double>() == Approx(one["advantage"]["std"].get<double>()).margin(1e-9));
+      // Summed over ranks: the update's counts and the whole-batch loss.
+      CHECK(dp["trained_samples"] == one["trained_samples"]);
+      CHECK(dp["trained_tokens"] == one["trained_tokens"]);
+      CHECK(dp["updates"] == one["updates"]);
+      CHECK(dp["loss"].get<double>() == Approx(one["loss"].get<double>()).margin(1e-9));
+      CHECK(dp["clip_fraction"].get<double>() == Approx(one["clip_fraction"].get<double>()).margin(1e-12));
+      CHECK(dp["grad_norm"].get<double>() == Approx(one["grad_norm"].get<double>()).epsilon(1e-9));
+      CHECK(dp["entropy"] == one["entropy"]);
+    }
+  }
+  fs::remove_all(dir);
+}
+
+TEST_CASE("data parallel: rank 0 alone writes metrics, every rank's samples and checkpoints; a bad world size is refused",
+          "[trainer][distributed]") {
+  const auto dir = scratch("dp_files");
+  auto configure = [](const fs::path& out) {
+    auto options = toy_options(out);
+    options.steps = 2;
+    options.save_every = 1;
+    options.log_samples_every = 1;
+    options.log_samples_per_group = 2;
+    return options;
+  };
+  {
+    ToyPolicy policy;
+    grpo::Trainer trainer(policy, grpo::RewardSet{share_of_a}, grpo::GroupNormalized{}, grpo::ClippedSurrogateLoss{},
+                          toy_prompts(), configure(dir / "single"));
+    trainer.train();
+  }
+  run_ranks(2, [&](int r, const std::shared_ptr<grpo::ProcessGroupCommunicator>& comm) {
+    ToyPolicy policy;
+    grpo::Trainer trainer(policy, grpo::RewardSet{share_of_a}, grpo::GroupNormalized{}, grpo::ClippedSurrogateLoss{},
+                          toy_prompts(), configure(dir / ("rank" + std::to_string(r))));
+    trainer.distribute(comm);
+    trainer.train();
+  });
+  CHECK(fs::exists(dir / "rank0" / "metrics.jsonl"));
+  CHECK(fs::exists(dir / "rank0" / "checkpoints" / "step-000002"));
+  CHECK_FALSE(fs::exists(dir / "rank1"));
+  // The completions table holds both ranks' groups (rank 1's second), as one process writes it.
+  auto read = [](const fs::path& path) {
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  const std::string single = read(dir / "single" / "samples.jsonl");
+  CHECK(std::count(single.begin(), single.end(), '\n') == 2 * 2 * 2);  // steps x groups x samples logged
+  CHECK(read(dir / "rank0" / "samples.jsonl") == single);
+  fs::remove_all(dir);
+
+  std::vector<std::string> messages(3);
+  run_ranks(3, [&](int r, const std::shared_ptr<grpo::ProcessGroupCommunicator>& comm) {
+    ToyPolicy policy;
+    grpo::Trainer trainer(policy, grpo::RewardSet{share_of_a}, grpo::GroupNormalized{}, grpo::ClippedSurrogateLoss{},
+                          toy_prompts(), toy_options(dir));  // 2 prompts per step over 3 ranks
+    try {
+      trainer.distribute(comm);
+    } catch (const grpo::Error& e) {
+      messages[static_cast<std::size_t>(r)] = e.what();
+    }
+  });
+  for (const auto& m : messages) CHECK_THAT(m, Catch::Contains("prompts_per_step") && Catch::Contains("world size 3"));
+}
+
+TEST_CASE("LaunchEnv reads torchrun's variables and names a bad one", "[trainer][distributed]") {
+  {
+    ScopedEnv w("WORLD_SIZE", nullptr);
+    const auto env = grpo::LaunchEnv::from_environment();
+    CHECK(env.world_size == 1);
+    CHECK_FALSE(env.distributed());
+    CHECK(grpo::init_process_group(env, c10::Device(c10::kCPU)) == nullptr);
+  }
+  {
+    ScopedEnv w("WORLD_SIZE", "4"), r("RANK", "3"), l("LOCAL_RANK", "1"), lw("LOCAL_WORLD_SIZE", "2"),
+        a("MASTER_ADDR", "10.0.0.7"), p("MASTER_PORT", "29501"), s("TORCHELASTIC_USE_AGENT_STORE", "True"),
+        c("TORCHELASTIC_RESTART_COUNT", "2");
+    const auto env = grpo::LaunchEnv::from_environment();
+    CHECK(env.world_size == 4);
+    CHECK(env.rank == 3);
+    CHECK(env.local_rank == 1);
+    CHECK(env.local_world_size == 2);
+    CHECK(env.master_addr == "10.0.0.7");
+    CHECK(env.master_port == 29501);
+    CHECK(env.agent_store);
+    CHECK(env.restart_count == 2);
+  }
+  auto message = [] {
+    try {
+      (void)grpo::LaunchEnv::from_environment();
+    } catch (const grpo::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  {
+    ScopedEnv w("WORLD_SIZE", "2"), r("RANK", "2"), a("MASTER_ADDR", "h"), p("MASTER_PORT", "1");
+    CHECK_THAT(message(), Catch::Contains("RANK") && Catch::Contains("[0, 1]") && Catch::Contains("found 2"));
+  }
+  {
+    ScopedEnv w("WORLD_SIZE", "two");
+    CHECK_THAT(message(), Catch::Contains("WORLD_SIZE") && Catch::Contains("\"two\""));
+  }
+  {
+    ScopedEnv w("WORLD_SIZE", "2"), r("RANK", "0"), a("MASTER_ADDR", nullptr);
+    CHECK_THAT(message(), Catch::Contains("MASTER_ADDR") && Catch::Contains("torchrun"));
+  }
+  {
+    ScopedEnv w("WORLD_SIZE", "2"), r("RANK", nullptr);
+    CHECK_THAT(message(), Catch::Contains("RANK: not set"));
+  }
+  {
+    ScopedEnv w("WORLD_SIZE", "2"), r("RANK", "0"), a("MASTER_ADDR", "h"), p("MASTER_PORT", "70000");
+    CHECK_THAT(message(), Catch::Contains("MASTER_PORT") && Catch::Contains("65535"));
+  }
 }

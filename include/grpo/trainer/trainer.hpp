@@ -6,15 +6,21 @@
 //           --update()--> micro-batches -> log-probs -> loss -> backward -> clip -> AdamW step
 //
 // The phases are public and explicit about who does what (the sampler generates, the scorer
-// scores, the updater updates), so a distributed driver can run them on different ranks; step()
-// runs them in one process. Every random choice derives from (seed, step): the prompt order
+// scores, the updater updates). Every random choice derives from (seed, step): the prompt order
 // from (seed, data position), sampling seeds from (seed, step, sample index), so a resumed run
 // repeats exactly what an uninterrupted one does.
+//
+// Data parallel (distribute()): each of W ranks holds a replica of the policy and takes a
+// contiguous 1/W of every step's prompts, whole groups, so advantages stay local. Sample seeds use
+// the global sample index, the loss normalisers are counted over all ranks and the gradients
+// summed, so W ranks take the step one process would take on the whole batch. Metrics are
+// gathered; rank 0 writes metrics, samples and checkpoints.
 
 #include <ATen/autocast_mode.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/core/grad_mode.h>
 #include <ATen/ops/from_blob.h>
+#include <ATen/ops/full.h>
 #include <ATen/ops/zeros.h>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -44,6 +50,7 @@
 #include "grpo/concepts/policy.hpp"
 #include "grpo/core/error.hpp"
 #include "grpo/core/reward_table.hpp"
+#include "grpo/distributed/communicator.hpp"
 #include "grpo/rewards/reward_set.hpp"
 #include "grpo/sampling/prompts.hpp"
 #include "grpo/text/completion.hpp"
@@ -147,13 +154,34 @@ class Trainer {
   [[nodiscard]] std::uint64_t data_position() const { return data_position_; }
   [[nodiscard]] const std::array<std::string, num_rewards>& reward_names() const { return reward_names_; }
   [[nodiscard]] Rewards& rewards() { return rewards_; }
+  /// This process's rank and the number of ranks (0 and 1 without distribute()).
+  [[nodiscard]] int rank() const { return comm_ ? comm_->rank() : 0; }
+  [[nodiscard]] int world_size() const { return comm_ ? comm_->world_size() : 1; }
+
+  /// Makes this trainer one rank of a data-parallel run: every rank constructs its trainer the
+  /// same way (same options, prompts and seed) and calls distribute() with its communicator
+  /// (grpo::init_process_group). The policy's parameters take rank 0's values. prompts_per_step
+  /// must be a multiple of the world size. A null communicator (or a world of one) is one process.
+  void distribute(std::shared_ptr<Communicator> comm) {
+    if (comm && comm->world_size() > 1) {
+      if (options_.prompts_per_step % comm->world_size() != 0) {
+        throw Error("prompts_per_step: expected a multiple of the world size " + std::to_string(comm->world_size()) +
+                    " (each rank takes whole groups of an equal share of the prompts), found " +
+                    std::to_string(options_.prompts_per_step));
+      }
+      const auto params = policy_.parameters();
+      broadcast_parameters(*comm, params);
+    }
+    comm_ = std::move(comm);
+  }
 
   // ---------------------------------------------------------------------------------------
   // The phases of a step.
 
   /// Sampler: wraps each prompt in the template and samples group_size completions of each.
-  /// Seeds: sample i of step s uses seed' + i with seed' = mix(seed, s).
-  Rollout rollout(std::span<const PromptRecord* const> prompts, std::int64_t step) {
+  /// Seeds: sample i of step s uses seed' + first_sample + i with seed' = mix(seed, s);
+  /// first_sample is the global index of this rank's first sample (0 in one process).
+  Rollout rollout(std::span<const PromptRecord* const> prompts, std::int64_t step, std::uint64_t first_sample = 0) {
     Rollout r;
     r.group_size = options_.group_size;
     std::vector<std::string> requests;
@@ -163,7 +191,7 @@ class Trainer {
       for (std::int64_t g = 0; g < options_.group_size; ++g) requests.push_back(r.templated.back());
     }
     SamplingOptions sampling = options_.sampling;
-    sampling.seed = step_seed(step);
+    sampling.seed = step_seed(step) + first_sample;
     {
       detail::Bf16AutocastScope autocast(options_.bf16_autocast);
       r.generations = policy_.generate(requests, sampling);
@@ -196,27 +224,41 @@ class Trainer {
   }
 
   /// Updater: epochs x mini-batches optimizer steps on the selected samples. Normalisers are
-  /// counted over each mini-batch as a whole, so gradient accumulation over micro-batches gives
-  /// the gradient of the whole mini-batch.
+  /// counted over each mini-batch as a whole (over every rank when distributed), so gradient
+  /// accumulation over micro-batches (and the sum over ranks) gives the gradient of the whole
+  /// mini-batch. Every rank runs the same optimizer steps, also one that has no samples.
   UpdateStats update(const Rollout& r, std::span<const float> adv, std::span<const std::size_t> selected) {
     UpdateStats stats;
-    if (selected.empty()) return stats;
     detail::Bf16AutocastScope autocast(options_.bf16_autocast);
     const std::int64_t pad_id = pad_token_id(r);
-    // Fixed partition into mini-batches (sample order is already group-major and unbiased).
+    // Fixed partition of the step's selected samples, in global order (group-major and unbiased),
+    // into mini-batches; this rank trains the part of mini-batch m that it holds, so W ranks form
+    // exactly the mini-batches of one process.
     const auto parts = static_cast<std::size_t>(options_.mini_batches);
+    const auto [offset, total] = global_range(selected.size());
     std::vector<std::vector<MicroBatch>> minibatches;
-    std::vector<LossNormalizer> normalizers;
+    std::vector<double> counts;  // tokens and sequences of each part, then summed over ranks
     for (std::size_t m = 0; m < parts; ++m) {
-      const std::size_t begin = selected.size() * m / parts, end = selected.size() * (m + 1) / parts;
-      if (begin == end) continue;
+      const std::size_t begin = std::clamp(total * m / parts, offset, offset + selected.size()) - offset;
+      const std::size_t end = std::clamp(total * (m + 1) / parts, offset, offset + selected.size()) - offset;
       auto micro = pack_micro_batches(r, selected.subspan(begin, end - begin), options_.micro_batch_tokens, pad_id);
-      LossNormalizer norm{.tokens = 0.0, .sequences = static_cast<double>(end - begin),
-                          .horizon = static_cast<double>(options_.sampling.max_new_tokens)};
-      for (const auto& mb : micro) norm.tokens += static_cast<double>(mb.completion_tokens);
+      double tokens = 0.0;
+      for (const auto& mb : micro) tokens += static_cast<double>(mb.completion_tokens);
+      counts.push_back(tokens);
+      counts.push_back(static_cast<double>(end - begin));
       minibatches.push_back(std::move(micro));
-      normalizers.push_back(norm);
     }
+    if (comm_) counts = all_reduce_sum(*comm_, std::move(counts));
+    std::vector<LossNormalizer> normalizers;
+    std::vector<std::vector<MicroBatch>> kept;  // parts with a sample on some rank
+    for (std::size_t m = 0; m < parts; ++m) {
+      if (counts[2 * m + 1] == 0) continue;
+      normalizers.push_back({.tokens = counts[2 * m], .sequences = counts[2 * m + 1],
+                             .horizon = static_cast<double>(options_.sampling.max_new_tokens)});
+      kept.push_back(std::move(minibatches[m]));
+    }
+    minibatches = std::move(kept);
+    if (minibatches.empty()) return stats;
     const bool single_pass = options_.epochs == 1 && minibatches.size() == 1;
     const OldLogprobSource source =
         options_.old_logprobs == OldLogprobSource::automatic
@@ -266,6 +308,7 @@ class Trainer {
             accumulate(entropy_tokens, in.mask.sum());
           }
         }
+        if (comm_) synchronize_gradients(*comm_, optimized_parameters());
         const double norm = clip_gradients();
         stats.lr = options_.lr.at(update_index_);
         if (std::isfinite(norm)) {
@@ -282,19 +325,26 @@ class Trainer {
       }
       stats.loss = epoch_loss;
     }
-    const double token_count = tokens.defined() ? tokens.item<double>() : 0.0;
-    if (token_count > 0) {
-      stats.clip_fraction = clipped.item<double>() / token_count;
-      stats.approx_kl = approx_kl.item<double>() / token_count;
-      stats.ref_kl = ref_kl.defined() ? ref_kl.item<double>() / token_count : 0.0;
+    // Sums over this rank's micro-batches, then over ranks.
+    auto value = [](const at::Tensor& t) { return t.defined() ? t.item<double>() : 0.0; };
+    std::int64_t local_tokens = 0;
+    for (const auto& micro : minibatches)
+      for (const auto& mb : micro) local_tokens += mb.completion_tokens;
+    std::vector<double> sums{stats.loss, value(clipped), value(tokens), value(approx_kl), value(ref_kl),
+                             value(entropy_sum), value(entropy_tokens), static_cast<double>(selected.size()),
+                             static_cast<double>(local_tokens)};
+    if (comm_) sums = all_reduce_sum(*comm_, std::move(sums));
+    stats.loss = sums[0];
+    if (sums[2] > 0) {
+      stats.clip_fraction = sums[1] / sums[2];
+      stats.approx_kl = sums[3] / sums[2];
+      stats.ref_kl = sums[4] / sums[2];
     }
-    if (entropy_tokens.defined() && entropy_tokens.item<double>() > 0)
-      stats.entropy = entropy_sum.item<double>() / entropy_tokens.item<double>();
+    if (sums[6] > 0) stats.entropy = sums[5] / sums[6];
     const auto applied = stats.updates - stats.skipped_updates;
     stats.grad_norm = applied > 0 ? grad_norm_sum / static_cast<double>(applied) : 0.0;
-    stats.trained_samples = static_cast<std::int64_t>(selected.size());
-    for (const auto& micro : minibatches)
-      for (const auto& mb : micro) stats.trained_tokens += mb.completion_tokens;
+    stats.trained_samples = static_cast<std::int64_t>(sums[7]);
+    stats.trained_tokens = static_cast<std::int64_t>(sums[8]);
     return stats;
   }
 
@@ -329,7 +379,11 @@ class Trainer {
     memory_.reset();
     const auto t0 = Clock::now();
     const auto batch = prompts_.batch(data_position_, static_cast<std::size_t>(options_.prompts_per_step));
-    Rollout r = rollout(batch, step_);
+    // This rank's share: a contiguous slice of whole prompts (all of them in one process).
+    const std::size_t share = batch.size() / static_cast<std::size_t>(world_size());
+    const std::size_t first = share * static_cast<std::size_t>(rank());
+    Rollout r = rollout(std::span(batch).subspan(first, share), step_,
+                        first * static_cast<std::uint64_t>(options_.group_size));
     const auto t1 = Clock::now();
     RewardTable table = score(r);
     std::vector<float> adv = advantages(table);
@@ -341,8 +395,9 @@ class Trainer {
     data_position_ += static_cast<std::uint64_t>(options_.prompts_per_step);
     ++step_;
     auto seconds = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };
-    nlohmann::json row = metrics_row(r, table, adv, u, zero_groups, seconds(t0, t1), seconds(t1, t2), seconds(t2, t3));
-    row["memory"] = memory_.read();
+    const SampleColumns columns = gather_columns(r, table, adv, zero_groups);
+    nlohmann::json row = metrics_row(columns, u, seconds(t0, t1), seconds(t1, t2), seconds(t2, t3));
+    row["memory"] = read_memory();
     last_samples_ = std::move(r);  // kept for write_samples()
     last_table_ = std::move(table);
     last_advantages_ = std::move(adv);
@@ -351,8 +406,9 @@ class Trainer {
 
   /// Runs until options().steps, writing metrics, samples, progress and checkpoints.
   void train() {
-    std::filesystem::create_directories(options_.output_dir);
-    MetricsWriter metrics(options_.output_dir / "metrics.jsonl", step_);
+    const bool main = rank() == 0;  // rank 0 writes; the others only compute
+    if (main) std::filesystem::create_directories(options_.output_dir);
+    MetricsWriter metrics = main ? MetricsWriter(options_.output_dir / "metrics.jsonl", step_) : MetricsWriter();
     ProgressLine progress(step_, options_.steps);
     while (step_ < options_.steps) {
       const auto t0 = std::chrono::steady_clock::now();
@@ -360,7 +416,7 @@ class Trainer {
       metrics.write(row);
       if (options_.log_samples_every > 0 && (step_ - 1) % options_.log_samples_every == 0) write_samples(row["step"]);
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      if (options_.progress) {
+      if (main && options_.progress) {
         std::vector<std::pair<std::string, double>> shown{{"reward", row["reward"].get<double>()}};
         for (const auto& name : reward_names_) shown.emplace_back(short_name(name), row["rewards"][name]["mean"].template get<double>());
         progress.print(step_, shown, row["completion_tokens"]["sum"].get<double>(), seconds);
@@ -370,12 +426,17 @@ class Trainer {
     }
   }
 
-  /// Writes a checkpoint of the current state under output_dir/checkpoints/step-NNNNNN.
+  /// Writes a checkpoint of the current state under output_dir/checkpoints/step-NNNNNN. When
+  /// distributed, rank 0 writes (every rank holds the same state) and all ranks return together.
   std::filesystem::path save_checkpoint(const nlohmann::json& last_metrics = nlohmann::json::object()) {
     TrainerState state{.step = step_, .data_position = data_position_, .update_index = update_index_,
                        .seed = options_.seed, .metrics = last_metrics};
-    return grpo::save_checkpoint(options_.output_dir / "checkpoints", policy_, *optimizer_, state,
-                                 options_.keep_checkpoints);
+    std::filesystem::path path;
+    if (rank() == 0)
+      path = grpo::save_checkpoint(options_.output_dir / "checkpoints", policy_, *optimizer_, state,
+                                   options_.keep_checkpoints);
+    if (comm_) comm_->barrier();
+    return path;
   }
 
   /// Continues from a checkpoint (a step-NNNNNN folder, or an output folder: its latest one).
@@ -415,19 +476,106 @@ class Trainer {
     return 0;  // padded positions are masked out; any valid id works
   }
 
+  /// Where this rank's `count` items start in the concatenation of every rank's, and the total.
+  std::pair<std::size_t, std::size_t> global_range(std::size_t count) const {
+    if (!comm_ || comm_->world_size() == 1) return {0, count};
+    const at::Tensor all =
+        comm_->all_gather(at::full({1}, static_cast<double>(count), at::TensorOptions(at::kDouble).device(comm_->device()))).cpu();
+    std::size_t offset = 0, total = 0;
+    for (int r = 0; r < comm_->world_size(); ++r) {
+      const auto n = static_cast<std::size_t>(all[r].item<double>());
+      if (r < comm_->rank()) offset += n;
+      total += n;
+    }
+    return {offset, total};
+  }
+
+  std::vector<at::Tensor> optimized_parameters() const {
+    std::vector<at::Tensor> params;
+    for (const auto& group : optimizer_->param_groups())
+      for (const auto& p : group.params()) params.push_back(p);
+    return params;
+  }
+
   double clip_gradients() {
     std::vector<at::Tensor> grads;
-    for (auto& group : optimizer_->param_groups())
-      for (auto& p : group.params())
-        if (p.grad().defined()) grads.push_back(p);
+    for (auto& p : optimized_parameters())
+      if (p.grad().defined()) grads.push_back(p);
     if (grads.empty()) return 0.0;
     const double max_norm = options_.max_grad_norm > 0 ? options_.max_grad_norm : std::numeric_limits<double>::infinity();
     return torch::nn::utils::clip_grad_norm_(grads, max_norm);
   }
 
-  nlohmann::json metrics_row(const Rollout& r, const RewardTable& table, std::span<const float> adv,
-                             const UpdateStats& u, std::int64_t zero_groups, double t_sample, double t_score,
+  /// What the metrics row says about the step's samples, one entry per sample of every rank (in
+  /// global order).
+  struct SampleColumns {
+    RewardTable table;  ///< [K, N]
+    std::vector<float> adv;
+    std::vector<double> tokens, truncated, words, well_formed, repetition;
+    double prompts = 0, zero_groups = 0;
+  };
+
+  /// This rank's per-sample numbers, gathered from every rank when distributed.
+  SampleColumns gather_columns(const Rollout& r, const RewardTable& table, std::span<const float> adv,
+                               std::int64_t zero_groups) {
+    constexpr std::int64_t K = static_cast<std::int64_t>(num_rewards);
+    constexpr std::int64_t F = K + 6;  // rewards, advantage, tokens, truncated, words, well-formed, repetition
+    const auto n = static_cast<std::int64_t>(r.generations.size());
+    at::Tensor local = at::zeros({n, F}, at::kDouble);
+    double* row = local.data_ptr<double>();
+    for (std::int64_t i = 0; i < n; ++i, row += F) {
+      const auto s = static_cast<std::size_t>(i);
+      for (std::int64_t k = 0; k < K; ++k) row[k] = table.row(static_cast<std::size_t>(k))[s];
+      const CompletionParts parts = parse_completion(r.generations[s].text);
+      row[K] = adv[s];
+      row[K + 1] = static_cast<double>(r.generations[s].ids.size());
+      row[K + 2] = r.samples[s].truncated ? 1.0 : 0.0;
+      row[K + 3] = static_cast<double>(word_count(parts.answer));
+      row[K + 4] = parts.well_formed ? 1.0 : 0.0;
+      row[K + 5] = repetition_ratio(parts.answer);
+    }
+    std::vector<double> counts{static_cast<double>(r.prompts.size()), static_cast<double>(zero_groups)};
+    if (comm_ && comm_->world_size() > 1) {
+      local = comm_->all_gather(local.to(comm_->device())).cpu();
+      counts = all_reduce_sum(*comm_, std::move(counts));
+    }
+    SampleColumns c;
+    const auto N = static_cast<std::size_t>(local.size(0));
+    c.table = RewardTable(num_rewards, N);
+    const double* v = local.data_ptr<double>();
+    for (std::size_t i = 0; i < N; ++i, v += F) {
+      for (std::size_t k = 0; k < num_rewards; ++k) c.table.row(k)[i] = static_cast<float>(v[k]);
+      c.adv.push_back(static_cast<float>(v[K]));
+      c.tokens.push_back(v[K + 1]);
+      c.truncated.push_back(v[K + 2]);
+      c.words.push_back(v[K + 3]);
+      c.well_formed.push_back(v[K + 4]);
+      c.repetition.push_back(v[K + 5]);
+    }
+    c.prompts = counts[0];
+    c.zero_groups = counts[1];
+    return c;
+  }
+
+  /// This rank's memory peaks; when distributed, the largest of every rank's.
+  nlohmann::json read_memory() const {
+    nlohmann::json memory = memory_.read();
+    if (!comm_ || comm_->world_size() == 1) return memory;
+    std::vector<double> values;
+    for (const auto& [key, value] : memory.items()) values.push_back(value.template get<double>());
+    at::Tensor t = at::from_blob(values.data(), {static_cast<std::int64_t>(values.size())}, at::kDouble)
+                       .to(comm_->device(), /*non_blocking=*/false, /*copy=*/true);
+    comm_->all_reduce_max(t);
+    t = t.cpu();
+    std::size_t i = 0;
+    for (auto& [key, value] : memory.items()) value = t.data_ptr<double>()[i++];
+    return memory;
+  }
+
+  nlohmann::json metrics_row(const SampleColumns& c, const UpdateStats& u, double t_sample, double t_score,
                              double t_update) const {
+    const RewardTable& table = c.table;
+    const std::vector<float>& adv = c.adv;
     nlohmann::json row;
     row["step"] = step_;
     row["data_position"] = data_position_;
@@ -447,20 +595,18 @@ class Trainer {
     const double n = static_cast<double>(std::max<std::size_t>(1, adv.size()));
     row["advantage"] = {{"mean", a_sum / n}, {"std", std::sqrt(std::max(0.0, a_sq / n - (a_sum / n) * (a_sum / n)))},
                         {"min", a_min}, {"max", a_max}};
-    row["zero_variance_group_fraction"] = static_cast<double>(zero_groups) / static_cast<double>(r.prompts.size());
+    row["zero_variance_group_fraction"] = c.zero_groups / std::max(1.0, c.prompts);
     // Completion lengths (tokens), truncation, answer words, repetition.
     double len_sum = 0, len_max = 0, truncated = 0, words = 0, repetition = 0, well_formed = 0;
-    for (std::size_t i = 0; i < r.generations.size(); ++i) {
-      const double len = static_cast<double>(r.generations[i].ids.size());
-      len_sum += len;
-      len_max = std::max(len_max, len);
-      truncated += r.samples[i].truncated ? 1 : 0;
-      const CompletionParts parts = parse_completion(r.generations[i].text);
-      well_formed += parts.well_formed ? 1 : 0;
-      words += static_cast<double>(word_count(parts.answer));
-      repetition += repetition_ratio(parts.answer);
+    for (std::size_t i = 0; i < c.tokens.size(); ++i) {
+      len_sum += c.tokens[i];
+      len_max = std::max(len_max, c.tokens[i]);
+      truncated += c.truncated[i];
+      well_formed += c.well_formed[i];
+      words += c.words[i];
+      repetition += c.repetition[i];
     }
-    const double count = static_cast<double>(std::max<std::size_t>(1, r.generations.size()));
+    const double count = static_cast<double>(std::max<std::size_t>(1, c.tokens.size()));
     row["completion_tokens"] = {{"mean", len_sum / count}, {"max", len_max}, {"sum", len_sum}};
     row["truncated_fraction"] = truncated / count;
     row["answer_words_mean"] = words / count;
@@ -484,10 +630,12 @@ class Trainer {
   }
 
   /// A completions table (TRL's "completions" log): the first log_samples_per_group samples of
-  /// every group of the last step, with each reward and the advantage.
+  /// every group of the last step, with each reward and the advantage. Every rank calls it; rank 0
+  /// writes every rank's groups, in global group order.
   void write_samples(const nlohmann::json& step) const {
-    std::ofstream out(options_.output_dir / "samples.jsonl", std::ios::app);
+    std::string lines;
     const auto G = static_cast<std::size_t>(options_.group_size);
+    const std::size_t first_group = last_samples_.prompts.size() * static_cast<std::size_t>(rank());
     const auto per_group = std::min<std::size_t>(G, static_cast<std::size_t>(options_.log_samples_per_group));
     for (std::size_t g = 0; g < last_samples_.prompts.size(); ++g) {
       for (std::size_t j = 0; j < per_group; ++j) {
@@ -496,7 +644,7 @@ class Trainer {
         nlohmann::json rewards;
         for (std::size_t k = 0; k < num_rewards; ++k) rewards[reward_names_[k]] = last_table_.row(k)[i];
         nlohmann::json row{{"step", step},
-                           {"group", g},
+                           {"group", first_group + g},
                            {"prompt", last_samples_.prompts[g].prompt},
                            {"target", {last_samples_.prompts[g].target.lower, last_samples_.prompts[g].target.upper}},
                            {"completion", gen.text},
@@ -504,9 +652,13 @@ class Trainer {
                            {"completion_tokens", gen.ids.size()},
                            {"rewards", rewards},
                            {"advantage", last_advantages_[i]}};
-        out << row.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+        lines += row.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + '\n';
       }
     }
+    const std::vector<std::string> ranks = comm_ ? all_gather(*comm_, lines) : std::vector<std::string>{lines};
+    if (rank() != 0) return;
+    std::ofstream out(options_.output_dir / "samples.jsonl", std::ios::app);
+    for (const auto& text : ranks) out << text;
   }
 
   P& policy_;
@@ -519,6 +671,7 @@ class Trainer {
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   std::array<std::string, num_rewards> reward_names_;
   PeakMemory memory_;
+  std::shared_ptr<Communicator> comm_;  ///< null: one process
   std::int64_t step_ = 0;
   std::uint64_t data_position_ = 0;
   std::int64_t update_index_ = 0;

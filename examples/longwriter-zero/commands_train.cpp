@@ -12,6 +12,7 @@
 
 #include <grpo/advantage/balanced.hpp>
 #include <grpo/advantage/reward_average.hpp>
+#include <grpo/distributed/process_group.hpp>
 #include <grpo/io/atomic_file.hpp>
 #include <grpo/io/jsonl.hpp>
 #include <grpo/loss/clipped_surrogate.hpp>
@@ -447,6 +448,17 @@ void run_train(const TrainArgs& args) {
   ctx.config = lwz::load_config(args.config, args.set);
   Section root_again(&ctx.config.root, "", &ctx.config);
   read_context(ctx, root_again, args.output);
+  // Under torchrun (WORLD_SIZE > 1) this process is one data-parallel rank: NCCL on its GPU
+  // (cuda:LOCAL_RANK), Gloo on the CPU.
+  const auto launch = grpo::LaunchEnv::from_environment();
+  if (launch.distributed() && ctx.device.is_cuda())
+    ctx.device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(launch.local_rank));
+  const auto comm = grpo::init_process_group(launch, ctx.device);
+  const bool main_rank = launch.rank == 0;
+  if (comm) {
+    std::fprintf(stderr, "train: rank %d of %d (%s on %s)\n", launch.rank, launch.world_size,
+                 ctx.device.is_cuda() ? "nccl" : "gloo", ctx.device.str().c_str());
+  }
   const auto policy_spec = read_policy(root_again.section("policy"), ctx);
   auto rewards_spec = read_rewards(root_again.section("rewards"), ctx);
   const auto advantage = read_advantage(root_again.section("advantage"));
@@ -456,9 +468,20 @@ void run_train(const TrainArgs& args) {
   auto tokenizer = load_tokenizer(ctx, policy_spec.model);
   auto options = read_trainer(root_again.section("trainer"), ctx, tokenizer);
   root_again.finish();
+  if (comm && options.prompts_per_step % launch.world_size != 0) {
+    throw grpo::Error(ctx.config.source + ": trainer.prompts_per_step: expected a multiple of WORLD_SIZE " +
+                      std::to_string(launch.world_size) + ", found " + std::to_string(options.prompts_per_step));
+  }
+  if (!main_rank) options.progress = false;
 
-  fs::create_directories(ctx.output_dir);
-  grpo::io::write_file_atomically(ctx.output_dir / "config.json", ctx.config.root.dump(2) + "\n");
+  // The stages before RL (warm-up, reward-model training) write cached folders: rank 0 makes
+  // them while the other ranks wait, then those load what rank 0 wrote.
+  if (main_rank) {
+    fs::create_directories(ctx.output_dir);
+    grpo::io::write_file_atomically(ctx.output_dir / "config.json", ctx.config.root.dump(2) + "\n");
+  } else {
+    comm->barrier();
+  }
   auto policy = build_policy(policy_spec, ctx, options.prompt);
   if (!policy_spec.freeze.empty()) {
     const auto frozen = grpo::freeze_parameters(policy, policy_spec.freeze);
@@ -473,6 +496,7 @@ void run_train(const TrainArgs& args) {
                  static_cast<long long>(total));
   }
   auto writing = build_writing_reward(rewards_spec.writing, ctx);
+  if (comm && main_rank) comm->barrier();
   auto dataset = grpo::PromptDataset::from_jsonl(*prompts_path, ctx.seed);
   std::fprintf(stderr, "train: %zu prompts (%zu dropped as unanswerable), %lld steps x %lld prompts x %lld samples\n",
                dataset.size(), dataset.dropped(), static_cast<long long>(options.steps),
@@ -487,6 +511,7 @@ void run_train(const TrainArgs& args) {
   auto run = [&](auto estimator) {
     grpo::Trainer trainer(policy, std::move(rewards), estimator, loss, std::move(dataset), options,
                           reference ? &*reference : nullptr);
+    trainer.distribute(comm);
     if (!args.resume.empty()) {
       trainer.resume(args.resume);
       std::fprintf(stderr, "train: resumed at step %lld\n", static_cast<long long>(trainer.step_index()));
@@ -498,7 +523,7 @@ void run_train(const TrainArgs& args) {
   } else {
     run(grpo::RewardAverage<3, ConfiguredBaseline>{.inner = advantage.baseline, .weights = rewards_spec.weights});
   }
-  print_summary(ctx.output_dir);
+  if (main_rank) print_summary(ctx.output_dir);
 }
 
 // ---- train-rm --------------------------------------------------------------------------

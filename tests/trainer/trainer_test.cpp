@@ -15,6 +15,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <atomic>
+#include <chrono>
 #include <exception>
 #include <random>
 #include <stdexcept>
@@ -463,7 +465,7 @@ void run_ranks(int world, Body body) {
       try {
         auto options = c10d::ProcessGroupGloo::Options::create_default(std::chrono::seconds(60));
         auto backend = c10::make_intrusive<c10d::ProcessGroupGloo>(store, r, world, options);
-        auto comm = std::make_shared<grpo::ProcessGroupCommunicator>(backend, c10::Device(c10::kCPU));
+        auto comm = std::make_shared<grpo::ProcessGroupCommunicator>(backend, c10::Device(c10::kCPU), store);
         body(r, comm);
       } catch (...) {
         errors[static_cast<std::size_t>(r)] = std::current_exception();
@@ -654,6 +656,37 @@ TEST_CASE("data parallel: rank 0 alone writes metrics, every rank's samples and 
     }
   });
   for (const auto& m : messages) CHECK_THAT(m, Catch::Contains("prompts_per_step") && Catch::Contains("world size 3"));
+
+  // Ranks whose settings would make them run different collectives are stopped, every one of them.
+  std::vector<std::string> disagree(2);
+  run_ranks(2, [&](int r, const std::shared_ptr<grpo::ProcessGroupCommunicator>& comm) {
+    ToyPolicy policy;
+    auto options = toy_options(dir);
+    options.epochs = r == 0 ? 1 : 2;
+    grpo::Trainer trainer(policy, grpo::RewardSet{share_of_a}, grpo::GroupNormalized{}, grpo::ClippedSurrogateLoss{},
+                          toy_prompts(), options);
+    try {
+      trainer.distribute(comm);
+    } catch (const grpo::Error& e) {
+      disagree[static_cast<std::size_t>(r)] = e.what();
+    }
+  });
+  for (const auto& m : disagree) CHECK_THAT(m, Catch::Contains("rank 1 has epochs = 2 but rank 0 has 1"));
+}
+
+TEST_CASE("barrier_without_timeout waits for the last rank", "[trainer][distributed]") {
+  std::atomic<bool> late_rank_arrived{false};
+  std::vector<int> saw(3, 0);  // not vector<bool>: its bits share bytes across threads
+  run_ranks(3, [&](int r, const std::shared_ptr<grpo::ProcessGroupCommunicator>& comm) {
+    if (r == 2) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the others are already waiting
+      late_rank_arrived = true;
+    }
+    comm->barrier_without_timeout();
+    saw[static_cast<std::size_t>(r)] = late_rank_arrived.load() ? 1 : 0;
+    comm->barrier_without_timeout();  // a second use is a new barrier
+  });
+  CHECK(saw == std::vector<int>{1, 1, 1});
 }
 
 TEST_CASE("LaunchEnv reads torchrun's variables and names a bad one", "[trainer][distributed]") {
@@ -706,4 +739,103 @@ TEST_CASE("LaunchEnv reads torchrun's variables and names a bad one", "[trainer]
     ScopedEnv w("WORLD_SIZE", "2"), r("RANK", "0"), a("MASTER_ADDR", "h"), p("MASTER_PORT", "70000");
     CHECK_THAT(message(), Catch::Contains("MASTER_PORT") && Catch::Contains("65535"));
   }
+}
+
+TEST_CASE("sharded optimizer state: each rank keeps its tensors' moments; steps and checkpoints are one process's",
+          "[trainer][distributed]") {
+  // Two tensors (theta, phi), 2 epochs x 2 mini-batches, and a checkpoint at step 3 that a new
+  // sharded run resumes to step 5. The reference is one process running 5 steps straight.
+  const auto dir = scratch("zero1");
+  auto configure = [](const fs::path& out, std::int64_t steps) {
+    auto o = toy_options(out);
+    o.steps = steps;
+    o.prompts_per_step = 4;
+    o.epochs = 2;
+    o.mini_batches = 2;
+    o.save_every = 3;
+    o.keep_checkpoints = 0;
+    o.shard_optimizer_state = true;  // no effect in one process
+    return o;
+  };
+  at::Tensor theta, phi;
+  {
+    ToyPolicy policy(6, /*with_phi=*/true);
+    grpo::Trainer trainer(policy, grpo::RewardSet{share_of_a}, grpo::GroupNormalized{}, grpo::ClippedSurrogateLoss{},
+                          toy_prompts(), configure(dir / "single", 5));
+    trainer.train();
+    CHECK(trainer.optimizer().state().size() == 2);
+    theta = policy.theta().detach().clone();
+    phi = policy.phi().detach().clone();
+  }
+  std::vector<std::size_t> held(2), states(2);
+  std::vector<at::Tensor> thetas(2), phis(2);
+  run_ranks(2, [&](int r, const std::shared_ptr<grpo::ProcessGroupCommunicator>& comm) {
+    ToyPolicy policy(6, true);
+    grpo::Trainer trainer(policy, grpo::RewardSet{share_of_a}, grpo::GroupNormalized{}, grpo::ClippedSurrogateLoss{},
+                          toy_prompts(), configure(dir / "sharded", 3));
+    trainer.distribute(comm);
+    trainer.train();  // saves at step 3
+    held[static_cast<std::size_t>(r)] = trainer.optimizer().param_groups().front().params().size();
+    states[static_cast<std::size_t>(r)] = trainer.optimizer().state().size();
+  });
+  CHECK(held == std::vector<std::size_t>{1, 1});  // theta on rank 0, phi on rank 1 (equal sizes: lowest rank first)
+  CHECK(states == std::vector<std::size_t>{1, 1});
+  // The checkpoint is whole: the same tensors, steps and names as one process's.
+  {
+    const auto one = grpo::io::SafetensorsFile::open(dir / "single" / "checkpoints" / "step-000003" / "optimizer.safetensors");
+    const auto two = grpo::io::SafetensorsFile::open(dir / "sharded" / "checkpoints" / "step-000003" / "optimizer.safetensors");
+    CHECK(one.metadata() == two.metadata());
+    for (const char* name : {"param.0.exp_avg", "param.0.exp_avg_sq", "param.1.exp_avg", "param.1.exp_avg_sq"})
+      CHECK(at::allclose(one.tensor(name), two.tensor(name), 0, 1e-12));
+  }
+  run_ranks(2, [&](int r, const std::shared_ptr<grpo::ProcessGroupCommunicator>& comm) {
+    ToyPolicy policy(6, true);  // fresh weights: everything comes from the checkpoint
+    grpo::Trainer trainer(policy, grpo::RewardSet{share_of_a}, grpo::GroupNormalized{}, grpo::ClippedSurrogateLoss{},
+                          toy_prompts(), configure(dir / "sharded", 5));
+    trainer.distribute(comm);
+    trainer.resume(dir / "sharded");
+    trainer.train();
+    thetas[static_cast<std::size_t>(r)] = policy.theta().detach().clone();
+    phis[static_cast<std::size_t>(r)] = policy.phi().detach().clone();
+  });
+  for (std::size_t r = 0; r < 2; ++r) {
+    CHECK(at::allclose(thetas[r], theta, 0, 1e-12));
+    CHECK(at::allclose(phis[r], phi, 0, 1e-12));
+  }
+  CHECK_FALSE(at::allclose(theta, at::zeros({5}, at::kDouble)));
+  CHECK_FALSE(at::allclose(phi, at::zeros({5}, at::kDouble)));
+
+  // Three ranks, two tensors: rank 2 owns none and still takes part in every step.
+  at::Tensor theta3;
+  {
+    ToyPolicy policy(6, true);
+    auto o = configure(dir / "single3", 2);
+    o.prompts_per_step = 3;
+    grpo::Trainer trainer(policy, grpo::RewardSet{share_of_a}, grpo::GroupNormalized{}, grpo::ClippedSurrogateLoss{},
+                          toy_prompts(), o);
+    trainer.train();
+    theta3 = (policy.theta() + policy.phi()).detach().clone();
+  }
+  std::vector<at::Tensor> logits(3);
+  run_ranks(3, [&](int r, const std::shared_ptr<grpo::ProcessGroupCommunicator>& comm) {
+    ToyPolicy policy(6, true);
+    auto o = configure(dir / "sharded3", 2);
+    o.prompts_per_step = 3;
+    grpo::Trainer trainer(policy, grpo::RewardSet{share_of_a}, grpo::GroupNormalized{}, grpo::ClippedSurrogateLoss{},
+                          toy_prompts(), o);
+    trainer.distribute(comm);
+    trainer.train();
+    logits[static_cast<std::size_t>(r)] = (policy.theta() + policy.phi()).detach().clone();
+  });
+  for (const auto& l : logits) CHECK(at::allclose(l, theta3, 0, 1e-12));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("shard_owners balances elements and is the same on every rank", "[trainer][distributed]") {
+  const std::vector<at::Tensor> params{at::zeros({10}), at::zeros({3}), at::zeros({7}), at::zeros({3}), at::zeros({1})};
+  // Largest first to the least-loaded rank: 10 -> r0, 7 -> r1, 3 -> r1 (7 < 10), 3 -> r0 (a tie: the lower
+  // rank), 1 -> r1 (10 < 13).
+  CHECK(grpo::shard_owners(params, 2) == std::vector<int>{0, 1, 1, 0, 1});
+  CHECK(grpo::shard_owners(params, 1) == std::vector<int>{0, 0, 0, 0, 0});
+  CHECK(grpo::shard_owners(params, 8) == std::vector<int>{0, 2, 1, 3, 4});
 }

@@ -54,8 +54,14 @@ class Communicator {
   virtual void broadcast(at::Tensor& t, int root) = 0;
   /// [n, ...] on every rank -> [world_size * n, ...], rank 0's rows first. Equal shapes on all ranks.
   virtual at::Tensor all_gather(const at::Tensor& t) = 0;
-  /// Returns when every rank has called it.
+  /// Returns when every rank has called it (within the group's timeout).
   virtual void barrier() = 0;
+  /// Returns when every rank has called it, however long that takes: for a stage one rank runs
+  /// alone while the others wait (rank 0 training the reward model). Ranks call it in the same order.
+  virtual void barrier_without_timeout() = 0;
+  /// Point to point (blocking): sends t to rank dst / fills t from rank src. t is contiguous and on device().
+  virtual void send(const at::Tensor& t, int dst) = 0;
+  virtual void recv(at::Tensor& t, int src) = 0;
 
   [[nodiscard]] bool is_main() const { return rank() == 0; }
 };
@@ -163,6 +169,24 @@ inline void synchronize_gradients(Communicator& comm, std::span<const at::Tensor
     grads.push_back(p.grad());
   }
   all_reduce_sum(comm, grads, bucket_bytes);
+}
+
+/// The rank that owns each tensor when optimizer state is sharded (ZeRO stage 1): largest tensor
+/// first to the rank with the fewest elements so far (the lowest rank on a tie), so every rank
+/// computes the same plan and the shards differ by at most one tensor's size.
+inline std::vector<int> shard_owners(std::span<const at::Tensor> params, int world_size) {
+  std::vector<std::size_t> order(params.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t a, std::size_t b) { return params[a].numel() > params[b].numel(); });
+  std::vector<std::int64_t> load(static_cast<std::size_t>(std::max(1, world_size)), 0);
+  std::vector<int> owner(params.size(), 0);
+  for (std::size_t i : order) {
+    const auto r = static_cast<std::size_t>(std::min_element(load.begin(), load.end()) - load.begin());
+    owner[i] = static_cast<int>(r);
+    load[r] += params[i].numel();
+  }
+  return owner;
 }
 
 /// Every rank's `params` take rank 0's values (as DistributedDataParallel does at construction).

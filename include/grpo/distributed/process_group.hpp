@@ -38,6 +38,7 @@
 #include <optional>
 #include <string>
 #include <system_error>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -106,8 +107,20 @@ struct LaunchEnv {
 class ProcessGroupCommunicator final : public Communicator {
  public:
   /// Wraps a backend made elsewhere (tests build Gloo groups over a c10d::HashStore in threads).
-  ProcessGroupCommunicator(c10::intrusive_ptr<c10d::Backend> backend, c10::Device device)
-      : backend_(std::move(backend)), device_(device) {}
+  /// `store` (the group's rendezvous store) serves barrier_without_timeout(); without one, that
+  /// is a plain barrier().
+  ProcessGroupCommunicator(c10::intrusive_ptr<c10d::Backend> backend, c10::Device device,
+                           c10::intrusive_ptr<c10d::Store> store = {})
+      : backend_(std::move(backend)), device_(device), store_(std::move(store)) {}
+
+  ~ProcessGroupCommunicator() override {
+    try {
+      backend_->shutdown();  // NCCL: destroy the communicators now rather than warn at exit
+    } catch (...) {
+    }
+  }
+  ProcessGroupCommunicator(const ProcessGroupCommunicator&) = delete;
+  ProcessGroupCommunicator& operator=(const ProcessGroupCommunicator&) = delete;
 
   [[nodiscard]] int rank() const override { return backend_->getRank(); }
   [[nodiscard]] int world_size() const override { return backend_->getSize(); }
@@ -133,6 +146,28 @@ class ProcessGroupCommunicator final : public Communicator {
 
   void barrier() override { backend_->barrier()->wait(); }
 
+  /// A counter in the store that each rank increments, then polls until it reaches the world size:
+  /// no collective is pending meanwhile, so no timeout applies.
+  void barrier_without_timeout() override {
+    if (!store_) {
+      barrier();
+      return;
+    }
+    const std::string key = "grpo/wait/" + std::to_string(waits_++);
+    store_->add(key, 1);
+    while (store_->add(key, 0) < world_size()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+
+  void send(const at::Tensor& t, int dst) override {
+    std::vector<at::Tensor> tensors{t};
+    backend_->send(tensors, dst, /*tag=*/0)->wait();
+  }
+
+  void recv(at::Tensor& t, int src) override {
+    std::vector<at::Tensor> tensors{t};
+    backend_->recv(tensors, src, /*tag=*/0)->wait();
+  }
+
   [[nodiscard]] const c10::intrusive_ptr<c10d::Backend>& backend() const { return backend_; }
 
  private:
@@ -145,12 +180,14 @@ class ProcessGroupCommunicator final : public Communicator {
 
   c10::intrusive_ptr<c10d::Backend> backend_;
   c10::Device device_;
+  c10::intrusive_ptr<c10d::Store> store_;
+  std::int64_t waits_ = 0;
 };
 
 /// How init_process_group() joins.
 struct ProcessGroupOptions {
-  /// How long a collective (and the rendezvous) may wait for the slowest rank before failing. The
-  /// pre-RL stages run on rank 0 while the others wait, so this is generous; default 60 minutes.
+  /// How long a collective (and the rendezvous) may wait for the slowest rank before failing;
+  /// default 60 minutes. (A stage one rank runs alone uses barrier_without_timeout().)
   std::chrono::milliseconds timeout{std::chrono::minutes(60)};
 };
 
@@ -184,7 +221,8 @@ inline std::shared_ptr<ProcessGroupCommunicator> init_process_group(const Launch
     auto nccl_options = c10d::ProcessGroupNCCL::Options::create();
     nccl_options->timeout = options.timeout;
     auto backend = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, env.rank, env.world_size, nccl_options);
-    return std::make_shared<ProcessGroupCommunicator>(std::move(backend), device);
+    backend->setBoundDeviceId(device);  // NCCL need not guess this rank's GPU from its first tensor
+    return std::make_shared<ProcessGroupCommunicator>(std::move(backend), device, store);
 #else
     throw Error("init_process_group: device " + device.str() +
                 " needs the NCCL backend, which comes with grpo::cuda; link it (or use the CPU and Gloo)");
@@ -192,7 +230,7 @@ inline std::shared_ptr<ProcessGroupCommunicator> init_process_group(const Launch
   }
   auto gloo_options = c10d::ProcessGroupGloo::Options::create_default(options.timeout);
   auto backend = c10::make_intrusive<c10d::ProcessGroupGloo>(store, env.rank, env.world_size, gloo_options);
-  return std::make_shared<ProcessGroupCommunicator>(std::move(backend), c10::Device(c10::kCPU));
+  return std::make_shared<ProcessGroupCommunicator>(std::move(backend), c10::Device(c10::kCPU), store);
 }
 
 }  // namespace grpo

@@ -42,6 +42,14 @@ struct TrainerState {
   nlohmann::json metrics = nlohmann::json::object();  ///< the metrics row of the last step
 };
 
+/// One tensor's AdamW state: undefined moments when it has none (never updated).
+struct AdamWMoments {
+  at::Tensor exp_avg;
+  at::Tensor exp_avg_sq;
+  std::int64_t step = 0;
+  [[nodiscard]] bool defined() const { return exp_avg.defined(); }
+};
+
 namespace detail {
 
 inline std::vector<at::Tensor> optimizer_params(torch::optim::AdamW& optimizer) {
@@ -51,17 +59,29 @@ inline std::vector<at::Tensor> optimizer_params(torch::optim::AdamW& optimizer) 
   return params;
 }
 
-/// The policy's name of each optimizer tensor ("" for a tensor the policy does not name).
-inline std::vector<std::string> optimizer_param_names(torch::optim::AdamW& optimizer,
-                                                      const std::vector<std::pair<std::string, at::Tensor>>& named) {
+/// The policy's name of each tensor ("" for a tensor the policy does not name).
+inline std::vector<std::string> param_names(const std::vector<at::Tensor>& params,
+                                            const std::vector<std::pair<std::string, at::Tensor>>& named) {
   std::unordered_map<const void*, std::string> by_impl;
   for (const auto& [name, tensor] : named) by_impl.emplace(tensor.unsafeGetTensorImpl(), name);
   std::vector<std::string> names;
-  for (const auto& p : optimizer_params(optimizer)) {
+  for (const auto& p : params) {
     auto it = by_impl.find(p.unsafeGetTensorImpl());
     names.push_back(it == by_impl.end() ? std::string() : it->second);
   }
   return names;
+}
+
+/// The optimizer's state of each of `params` (undefined for a tensor it holds no state for).
+inline std::vector<AdamWMoments> adamw_moments(torch::optim::AdamW& optimizer, const std::vector<at::Tensor>& params) {
+  std::vector<AdamWMoments> out(params.size());
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    auto it = optimizer.state().find(params[i].unsafeGetTensorImpl());
+    if (it == optimizer.state().end()) continue;
+    auto& s = static_cast<torch::optim::AdamWParamState&>(*it->second);
+    out[i] = {s.exp_avg(), s.exp_avg_sq(), s.step()};
+  }
+  return out;
 }
 
 inline std::string join_names(const std::vector<std::string>& names) {
@@ -73,31 +93,30 @@ inline std::string join_names(const std::vector<std::string>& names) {
   return out;
 }
 
-/// AdamW moments by position in the optimizer, each with the policy's name of its tensor, so a
-/// resume whose trainable set differs (another policy.freeze) is refused instead of misapplied.
-inline void save_adamw(torch::optim::AdamW& optimizer, const std::filesystem::path& path,
+/// AdamW moments by position among the trainable tensors, each with the policy's name of its
+/// tensor, so a resume whose trainable set differs (another policy.freeze) is refused instead of
+/// misapplied.
+inline void save_adamw(const std::vector<AdamWMoments>& moments, const std::filesystem::path& path,
                        const std::vector<std::string>& names = {}) {
   io::NamedTensors tensors;
   io::SafetensorsMetadata metadata{{"format", "pt"}, {"optimizer", "AdamW"}};
-  const auto params = optimizer_params(optimizer);
-  metadata["params"] = std::to_string(params.size());
-  for (std::size_t i = 0; i < names.size() && i < params.size(); ++i) metadata[fmt::format("param.{}.name", i)] = names[i];
-  for (std::size_t i = 0; i < params.size(); ++i) {
-    auto it = optimizer.state().find(params[i].unsafeGetTensorImpl());
-    if (it == optimizer.state().end()) continue;  // never updated (no gradient yet)
-    auto& s = static_cast<torch::optim::AdamWParamState&>(*it->second);
-    tensors.emplace_back(fmt::format("param.{}.exp_avg", i), s.exp_avg());
-    tensors.emplace_back(fmt::format("param.{}.exp_avg_sq", i), s.exp_avg_sq());
-    metadata[fmt::format("param.{}.step", i)] = std::to_string(s.step());
+  metadata["params"] = std::to_string(moments.size());
+  for (std::size_t i = 0; i < names.size() && i < moments.size(); ++i) metadata[fmt::format("param.{}.name", i)] = names[i];
+  for (std::size_t i = 0; i < moments.size(); ++i) {
+    if (!moments[i].defined()) continue;  // never updated (no gradient yet)
+    tensors.emplace_back(fmt::format("param.{}.exp_avg", i), moments[i].exp_avg);
+    tensors.emplace_back(fmt::format("param.{}.exp_avg_sq", i), moments[i].exp_avg_sq);
+    metadata[fmt::format("param.{}.step", i)] = std::to_string(moments[i].step);
   }
   io::save_safetensors(path, tensors, metadata);
 }
 
+/// Loads the moments of `params` (every trainable tensor, in the saved order) into `optimizer`,
+/// which may hold only some of them (a rank's shard): the others are skipped.
 inline void load_adamw(torch::optim::AdamW& optimizer, const std::filesystem::path& path,
-                       const std::vector<std::string>& names = {}) {
+                       const std::vector<at::Tensor>& params, const std::vector<std::string>& names = {}) {
   const auto file = io::SafetensorsFile::open(path);
   const auto& metadata = file.metadata();
-  const auto params = optimizer_params(optimizer);
   // The names the checkpoint recorded (checkpoints before names were recorded have none).
   std::vector<std::string> saved;
   for (std::size_t i = 0;; ++i) {
@@ -116,10 +135,12 @@ inline void load_adamw(torch::optim::AdamW& optimizer, const std::filesystem::pa
                 " trainable tensors, but this run trains " + std::to_string(params.size()) + detail +
                 "; resume with the same model architecture and the same frozen parameters");
   }
+  std::unordered_map<const void*, bool> held;
+  for (const auto& p : optimizer_params(optimizer)) held.emplace(p.unsafeGetTensorImpl(), true);
   optimizer.state().clear();
   for (std::size_t i = 0; i < params.size(); ++i) {
     auto step = metadata.find(fmt::format("param.{}.step", i));
-    if (step == metadata.end()) continue;
+    if (step == metadata.end() || !held.contains(params[i].unsafeGetTensorImpl())) continue;
     const io::TensorLoadOptions options{.device = params[i].device()};
     auto state = std::make_unique<torch::optim::AdamWParamState>();
     state->step(std::stoll(step->second));
@@ -168,17 +189,18 @@ inline std::filesystem::path resolve_checkpoint(const std::filesystem::path& pat
               "step-NNNNNN folder, directly or under checkpoints/)");
 }
 
-/// Saves policy + optimizer + state under dir/step-NNNNNN, points dir/latest at it and keeps the
-/// newest `keep` checkpoints (0 = all). Returns the published folder.
+/// Saves policy + AdamW moments of `params` (the trainable tensors, in order) + state under
+/// dir/step-NNNNNN, points dir/latest at it and keeps the newest `keep` checkpoints (0 = all).
+/// Returns the published folder.
 template <CheckpointablePolicy P>
-std::filesystem::path save_checkpoint(const std::filesystem::path& dir, P& policy, torch::optim::AdamW& optimizer,
-                                      const TrainerState& state, std::int64_t keep = 0) {
+std::filesystem::path save_checkpoint(const std::filesystem::path& dir, P& policy, const std::vector<at::Tensor>& params,
+                                      const std::vector<AdamWMoments>& moments, const TrainerState& state,
+                                      std::int64_t keep = 0) {
   namespace fs = std::filesystem;
   const std::string name = detail::checkpoint_name(state.step);
   io::StagedDirectory stage(dir / name);
   policy.save_pretrained(stage.path() / "policy");
-  detail::save_adamw(optimizer, stage.path() / "optimizer.safetensors",
-                     detail::optimizer_param_names(optimizer, policy.named_parameters()));
+  detail::save_adamw(moments, stage.path() / "optimizer.safetensors", detail::param_names(params, policy.named_parameters()));
   io::write_file_atomically(stage.path() / "trainer_state.json", detail::to_json(state).dump(2) + "\n");
   stage.publish();
   io::write_file_atomically(dir / "latest", name + "\n");
@@ -192,9 +214,22 @@ std::filesystem::path save_checkpoint(const std::filesystem::path& dir, P& polic
   return dir / name;
 }
 
-/// Restores policy weights (by name, exact copy), optimizer moments and the trainer state.
+/// The same, with the moments of every tensor `optimizer` holds.
 template <CheckpointablePolicy P>
-TrainerState load_checkpoint(const std::filesystem::path& path, P& policy, torch::optim::AdamW& optimizer) {
+std::filesystem::path save_checkpoint(const std::filesystem::path& dir, P& policy, torch::optim::AdamW& optimizer,
+                                      const TrainerState& state, std::int64_t keep = 0) {
+  const auto params = detail::optimizer_params(optimizer);
+  return save_checkpoint(dir, policy, params, detail::adamw_moments(optimizer, params), state, keep);
+}
+
+/// Restores policy weights (by name, exact copy), optimizer moments and the trainer state.
+/// `params` are the trainable tensors in the saved order; `optimizer` may hold a subset of them
+/// (a rank's shard of the optimizer state) and receives the moments of those. By default the
+/// tensors `optimizer` holds.
+template <CheckpointablePolicy P>
+TrainerState load_checkpoint(const std::filesystem::path& path, P& policy, torch::optim::AdamW& optimizer,
+                             std::vector<at::Tensor> params = {}) {
+  if (params.empty()) params = detail::optimizer_params(optimizer);
   const auto folder = resolve_checkpoint(path);
   const auto checkpoint = io::SafetensorsCheckpoint::open(folder / "policy");
   {
@@ -212,8 +247,8 @@ TrainerState load_checkpoint(const std::filesystem::path& path, P& policy, torch
       param.copy_(value);
     }
   }
-  detail::load_adamw(optimizer, folder / "optimizer.safetensors",
-                     detail::optimizer_param_names(optimizer, policy.named_parameters()));
+  detail::load_adamw(optimizer, folder / "optimizer.safetensors", params,
+                     detail::param_names(params, policy.named_parameters()));
   std::ifstream in(folder / "trainer_state.json");
   nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) throw Error((folder / "trainer_state.json").string() + ": invalid JSON");

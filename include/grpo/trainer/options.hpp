@@ -55,6 +55,11 @@ struct TrainerOptions {
   /// Run sampling and the policy's forward/backward under CUDA autocast to bfloat16 while the
   /// parameters and AdamW state stay float32 (master weights); no effect on CPU. Default false.
   bool bf16_autocast = false;
+  /// Data parallel (Trainer::distribute): each rank keeps the AdamW moments of about 1/W of the
+  /// trainable tensors, updates those and broadcasts them (ZeRO stage 1): 8 bytes per fp32
+  /// parameter become 8/W. Checkpoints stay whole (gathered on rank 0), so a run resumes on any
+  /// number of ranks. No effect in one process. Default false.
+  bool shard_optimizer_state = false;
 
   // ---- output ----
   std::filesystem::path output_dir = "runs/grpo";  ///< metrics.jsonl, checkpoints/, samples.jsonl; default runs/grpo

@@ -19,8 +19,10 @@
 #include <ATen/autocast_mode.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/core/grad_mode.h>
+#include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
 #include <ATen/ops/full.h>
+#include <ATen/ops/tensor.h>
 #include <ATen/ops/zeros.h>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -136,17 +138,13 @@ class Trainer {
         prompts_(std::move(prompts)),
         options_(std::move(options)) {
     options_.validate();
-    auto params = trainable(policy_.parameters());
-    if (params.empty()) {
+    params_ = trainable(policy_.parameters());
+    if (params_.empty()) {
       throw Error("Trainer: the policy has no parameters to train (none, or all frozen: requires_grad is false on every one)");
     }
-    optimizer_ = std::make_unique<torch::optim::AdamW>(
-        params, torch::optim::AdamWOptions(options_.lr.at(0))
-                    .betas({options_.adam_beta1, options_.adam_beta2})
-                    .eps(options_.adam_eps)
-                    .weight_decay(options_.weight_decay));
+    optimizer_ = make_optimizer(params_);
     reward_names_ = rewards_.names();
-    memory_ = PeakMemory(params.front().device());
+    memory_ = PeakMemory(params_.front().device());
   }
 
   [[nodiscard]] const TrainerOptions& options() const { return options_; }
@@ -162,6 +160,8 @@ class Trainer {
   /// same way (same options, prompts and seed) and calls distribute() with its communicator
   /// (grpo::init_process_group). The policy's parameters take rank 0's values. prompts_per_step
   /// must be a multiple of the world size. A null communicator (or a world of one) is one process.
+  /// With options().shard_optimizer_state, this rank's optimizer keeps only the tensors it owns
+  /// (grpo::shard_owners), with any state they already had.
   void distribute(std::shared_ptr<Communicator> comm) {
     if (comm && comm->world_size() > 1) {
       if (options_.prompts_per_step % comm->world_size() != 0) {
@@ -171,9 +171,29 @@ class Trainer {
       }
       const auto params = policy_.parameters();
       broadcast_parameters(*comm, params);
+      if (reference_ != nullptr) {
+        const auto frozen = reference_->parameters();
+        broadcast_parameters(*comm, frozen);
+      }
+      if (options_.shard_optimizer_state) {
+        owners_ = shard_owners(params_, comm->world_size());
+        std::vector<at::Tensor> owned;
+        for (std::size_t i = 0; i < params_.size(); ++i)
+          if (owners_[i] == comm->rank()) owned.push_back(params_[i]);
+        auto sharded = make_optimizer(owned);
+        for (const auto& p : owned) {
+          auto it = optimizer_->state().find(p.unsafeGetTensorImpl());
+          if (it != optimizer_->state().end()) sharded->state()[p.unsafeGetTensorImpl()] = std::move(it->second);
+        }
+        optimizer_ = std::move(sharded);
+      }
     }
     comm_ = std::move(comm);
+    check_ranks_agree("distribute()");
   }
+
+  /// This rank's optimizer: every trainable tensor, or its shard of them (shard_optimizer_state).
+  [[nodiscard]] torch::optim::AdamW& optimizer() { return *optimizer_; }
 
   // ---------------------------------------------------------------------------------------
   // The phases of a step.
@@ -231,21 +251,23 @@ class Trainer {
     UpdateStats stats;
     detail::Bf16AutocastScope autocast(options_.bf16_autocast);
     const std::int64_t pad_id = pad_token_id(r);
-    // Fixed partition of the step's selected samples, in global order (group-major and unbiased),
-    // into mini-batches; this rank trains the part of mini-batch m that it holds, so W ranks form
-    // exactly the mini-batches of one process.
+    // Fixed partition of the step's selected samples into mini-batches by their position j in the
+    // global order (every rank's selected samples, rank by rank): j goes to mini-batch j mod M.
+    // Every rank holds part of every mini-batch (so all ranks work on each optimizer step), and
+    // the partition does not depend on the number of ranks (so W ranks form one process's
+    // mini-batches exactly).
     const auto parts = static_cast<std::size_t>(options_.mini_batches);
-    const auto [offset, total] = global_range(selected.size());
+    const std::size_t offset = global_offset(selected.size());
+    std::vector<std::vector<std::size_t>> members(parts);
+    for (std::size_t k = 0; k < selected.size(); ++k) members[(offset + k) % parts].push_back(selected[k]);
     std::vector<std::vector<MicroBatch>> minibatches;
     std::vector<double> counts;  // tokens and sequences of each part, then summed over ranks
     for (std::size_t m = 0; m < parts; ++m) {
-      const std::size_t begin = std::clamp(total * m / parts, offset, offset + selected.size()) - offset;
-      const std::size_t end = std::clamp(total * (m + 1) / parts, offset, offset + selected.size()) - offset;
-      auto micro = pack_micro_batches(r, selected.subspan(begin, end - begin), options_.micro_batch_tokens, pad_id);
+      auto micro = pack_micro_batches(r, members[m], options_.micro_batch_tokens, pad_id);
       double tokens = 0.0;
       for (const auto& mb : micro) tokens += static_cast<double>(mb.completion_tokens);
       counts.push_back(tokens);
-      counts.push_back(static_cast<double>(end - begin));
+      counts.push_back(static_cast<double>(members[m].size()));
       minibatches.push_back(std::move(micro));
     }
     if (comm_) counts = all_reduce_sum(*comm_, std::move(counts));
@@ -308,17 +330,18 @@ class Trainer {
             accumulate(entropy_tokens, in.mask.sum());
           }
         }
-        if (comm_) synchronize_gradients(*comm_, optimized_parameters());
-        const double norm = clip_gradients();
+        if (comm_) synchronize_gradients(*comm_, params_);
+        const double norm = clip_gradients();  // identical on every rank: the gradients are summed
         stats.lr = options_.lr.at(update_index_);
         if (std::isfinite(norm)) {
           grad_norm_sum += norm;
           for (auto& group : optimizer_->param_groups()) group.options().set_lr(stats.lr);
           optimizer_->step();
+          if (!owners_.empty()) broadcast_from_owners();
         } else {
           ++stats.skipped_updates;  // a NaN/inf gradient would poison the weights and Adam's moments
         }
-        optimizer_->zero_grad(/*set_to_none=*/true);
+        for (auto& p : params_) p.mutable_grad().reset();
         ++update_index_;
         ++stats.updates;
         epoch_loss += loss_sum.defined() ? loss_sum.item<double>() : 0.0;
@@ -426,14 +449,17 @@ class Trainer {
     }
   }
 
-  /// Writes a checkpoint of the current state under output_dir/checkpoints/step-NNNNNN. When
-  /// distributed, rank 0 writes (every rank holds the same state) and all ranks return together.
+  /// Writes a checkpoint of the current state under output_dir/checkpoints/step-NNNNNN and returns
+  /// that folder. When distributed, every rank calls it, rank 0 writes (every rank holds the same
+  /// state) and all ranks return together.
   std::filesystem::path save_checkpoint(const nlohmann::json& last_metrics = nlohmann::json::object()) {
     TrainerState state{.step = step_, .data_position = data_position_, .update_index = update_index_,
                        .seed = options_.seed, .metrics = last_metrics};
-    std::filesystem::path path;
+    std::filesystem::path path = options_.output_dir / "checkpoints" / detail::checkpoint_name(step_);
+    // Sharded optimizer state is gathered first, so the checkpoint is whole (any world size resumes it).
+    const auto moments = owners_.empty() ? detail::adamw_moments(*optimizer_, params_) : gather_moments();
     if (rank() == 0)
-      path = grpo::save_checkpoint(options_.output_dir / "checkpoints", policy_, *optimizer_, state,
+      path = grpo::save_checkpoint(options_.output_dir / "checkpoints", policy_, params_, moments, state,
                                    options_.keep_checkpoints);
     if (comm_) comm_->barrier();
     return path;
@@ -441,7 +467,7 @@ class Trainer {
 
   /// Continues from a checkpoint (a step-NNNNNN folder, or an output folder: its latest one).
   void resume(const std::filesystem::path& path) {
-    const TrainerState state = grpo::load_checkpoint(path, policy_, *optimizer_);
+    const TrainerState state = grpo::load_checkpoint(path, policy_, *optimizer_, params_);
     step_ = state.step;
     data_position_ = state.data_position;
     update_index_ = state.update_index;
@@ -449,6 +475,7 @@ class Trainer {
       throw Error(path.string() + ": the checkpoint was made with seed " + std::to_string(state.seed) +
                   " but this run has seed " + std::to_string(options_.seed) + "; an exact resume needs the same seed");
     }
+    check_ranks_agree("resume(" + path.string() + ")");
   }
 
  private:
@@ -476,30 +503,108 @@ class Trainer {
     return 0;  // padded positions are masked out; any valid id works
   }
 
-  /// Where this rank's `count` items start in the concatenation of every rank's, and the total.
-  std::pair<std::size_t, std::size_t> global_range(std::size_t count) const {
-    if (!comm_ || comm_->world_size() == 1) return {0, count};
-    const at::Tensor all =
-        comm_->all_gather(at::full({1}, static_cast<double>(count), at::TensorOptions(at::kDouble).device(comm_->device()))).cpu();
-    std::size_t offset = 0, total = 0;
-    for (int r = 0; r < comm_->world_size(); ++r) {
-      const auto n = static_cast<std::size_t>(all[r].item<double>());
-      if (r < comm_->rank()) offset += n;
-      total += n;
-    }
-    return {offset, total};
+  /// Data parallel: every rank must run the same schedule of collectives, so the settings that
+  /// decide it (and the position of a resumed run) are compared with rank 0's; a difference is an
+  /// error on every rank, naming the setting, instead of a hang or mismatched collectives later.
+  void check_ranks_agree(const std::string& when) const {
+    if (!comm_ || comm_->world_size() == 1) return;
+    const std::vector<std::pair<const char*, double>> fields{
+        {"seed", static_cast<double>(options_.seed)},
+        {"steps", static_cast<double>(options_.steps)},
+        {"prompts_per_step", static_cast<double>(options_.prompts_per_step)},
+        {"group_size", static_cast<double>(options_.group_size)},
+        {"epochs", static_cast<double>(options_.epochs)},
+        {"mini_batches", static_cast<double>(options_.mini_batches)},
+        {"save_every", static_cast<double>(options_.save_every)},
+        {"save_final", options_.save_final ? 1.0 : 0.0},
+        {"log_samples_every", static_cast<double>(options_.log_samples_every)},
+        {"shard_optimizer_state", options_.shard_optimizer_state ? 1.0 : 0.0},
+        {"number of prompts", static_cast<double>(prompts_.size())},
+        {"trainable tensors", static_cast<double>(params_.size())},
+        {"step", static_cast<double>(step_)},
+        {"data position", static_cast<double>(data_position_)},
+        {"update index", static_cast<double>(update_index_)}};
+    const auto F = static_cast<std::int64_t>(fields.size());
+    at::Tensor mine = at::empty({1, F}, at::kDouble);
+    for (std::int64_t f = 0; f < F; ++f) mine[0][f] = fields[static_cast<std::size_t>(f)].second;
+    const at::Tensor all = comm_->all_gather(mine.to(comm_->device())).cpu();
+    for (int r = 1; r < comm_->world_size(); ++r)
+      for (std::int64_t f = 0; f < F; ++f)
+        if (all[r][f].item<double>() != all[0][f].item<double>()) {
+          throw Error(fmt::format("data parallel, {}: rank {} has {} = {} but rank 0 has {}; every rank needs the same "
+                                  "options, prompts and checkpoint",
+                                  when, r, fields[static_cast<std::size_t>(f)].first, all[r][f].item<double>(),
+                                  all[0][f].item<double>()));
+        }
   }
 
-  std::vector<at::Tensor> optimized_parameters() const {
-    std::vector<at::Tensor> params;
-    for (const auto& group : optimizer_->param_groups())
-      for (const auto& p : group.params()) params.push_back(p);
-    return params;
+  /// Where this rank's `count` items start in the concatenation of every rank's.
+  std::size_t global_offset(std::size_t count) const {
+    if (!comm_ || comm_->world_size() == 1) return 0;
+    const at::Tensor all =
+        comm_->all_gather(at::full({1}, static_cast<double>(count), at::TensorOptions(at::kDouble).device(comm_->device()))).cpu();
+    std::size_t offset = 0;
+    for (int r = 0; r < comm_->rank(); ++r) offset += static_cast<std::size_t>(all[r].item<double>());
+    return offset;
+  }
+
+  std::unique_ptr<torch::optim::AdamW> make_optimizer(const std::vector<at::Tensor>& params) const {
+    return std::make_unique<torch::optim::AdamW>(params, torch::optim::AdamWOptions(options_.lr.at(0))
+                                                             .betas({options_.adam_beta1, options_.adam_beta2})
+                                                             .eps(options_.adam_eps)
+                                                             .weight_decay(options_.weight_decay));
+  }
+
+  /// Sharded optimizer state: each rank has updated the tensors it owns; every rank takes them.
+  void broadcast_from_owners() {
+    at::NoGradGuard no_grad;
+    for (int r = 0; r < comm_->world_size(); ++r) {
+      std::vector<at::Tensor> tensors;
+      for (std::size_t i = 0; i < params_.size(); ++i)
+        if (owners_[i] == r) tensors.push_back(params_[i].detach());
+      broadcast(*comm_, tensors, r);
+    }
+  }
+
+  /// Sharded optimizer state: every tensor's moments, sent by its owner to rank 0 (returned there,
+  /// on the CPU; empty elsewhere). Every rank calls it.
+  std::vector<AdamWMoments> gather_moments() {
+    const auto local = detail::adamw_moments(*optimizer_, params_);
+    std::vector<AdamWMoments> out(rank() == 0 ? params_.size() : 0);
+    const c10::Device device = comm_->device();
+    const auto on = at::TensorOptions().device(device);
+    for (std::size_t i = 0; i < params_.size(); ++i) {
+      const int owner = owners_[i];
+      if (owner == 0) {
+        if (rank() == 0 && local[i].defined())
+          out[i] = {local[i].exp_avg.cpu(), local[i].exp_avg_sq.cpu(), local[i].step};
+        continue;
+      }
+      if (rank() == owner) {
+        const auto& m = local[i];
+        comm_->send(at::tensor({m.defined() ? 1.0 : 0.0, static_cast<double>(m.step)}, on.dtype(at::kDouble)), 0);
+        if (m.defined()) {
+          comm_->send(m.exp_avg.to(device).contiguous(), 0);
+          comm_->send(m.exp_avg_sq.to(device).contiguous(), 0);
+        }
+      } else if (rank() == 0) {
+        at::Tensor header = at::zeros({2}, on.dtype(at::kDouble));
+        comm_->recv(header, owner);
+        header = header.cpu();
+        if (header[0].item<double>() == 0.0) continue;
+        const auto like = on.dtype(params_[i].scalar_type());
+        at::Tensor exp_avg = at::empty(params_[i].sizes(), like), exp_avg_sq = at::empty(params_[i].sizes(), like);
+        comm_->recv(exp_avg, owner);
+        comm_->recv(exp_avg_sq, owner);
+        out[i] = {exp_avg.cpu(), exp_avg_sq.cpu(), static_cast<std::int64_t>(header[1].item<double>())};
+      }
+    }
+    return out;
   }
 
   double clip_gradients() {
     std::vector<at::Tensor> grads;
-    for (auto& p : optimized_parameters())
+    for (auto& p : params_)
       if (p.grad().defined()) grads.push_back(p);
     if (grads.empty()) return 0.0;
     const double max_norm = options_.max_grad_norm > 0 ? options_.max_grad_norm : std::numeric_limits<double>::infinity();
@@ -668,6 +773,8 @@ class Trainer {
   Loss loss_;
   PromptDataset prompts_;
   TrainerOptions options_;
+  std::vector<at::Tensor> params_;  ///< the trainable tensors, in the order of checkpoints
+  std::vector<int> owners_;         ///< each tensor's owner rank when optimizer state is sharded; else empty
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   std::array<std::string, num_rewards> reward_names_;
   PeakMemory memory_;

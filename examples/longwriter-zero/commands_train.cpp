@@ -54,7 +54,17 @@ struct RunContext {
   c10::ScalarType dtype = c10::kFloat;
   std::uint64_t seed = 0;
   fs::path tokenizer_path;
+  /// A data-parallel rank other than 0: the cached stages before RL must be there (rank 0 made
+  /// them); making them again here would race rank 0's folders.
+  bool reuse_only = false;
 };
+
+/// For a rank other than 0, a cached stage that is missing means rank 0's output is not visible here.
+void require_cached(const RunContext& ctx, const fs::path& dir, const char* stage) {
+  if (!ctx.reuse_only) return;
+  throw grpo::Error(dir.string() + ": no finished " + stage + " from rank 0 here; data-parallel ranks share output_dir, "
+                    "so run them on one node or on a shared file system");
+}
 
 c10::ScalarType parse_dtype(const std::string& name) {
   if (name == "float32") return c10::kFloat;
@@ -188,6 +198,7 @@ grpo::Qwen2Policy build_policy(const PolicySpec& spec, const RunContext& ctx, co
     auto policy = grpo::Qwen2Policy::load(base, load, policy_options);
     return policy;
   }
+  require_cached(ctx, base, "base policy (warm-up)");
   auto tokenizer = load_tokenizer(ctx, std::nullopt);
   const auto config = config_from_json(spec.init_config, ctx.config.source + ": policy.init.config");
   torch::manual_seed(ctx.seed);
@@ -257,6 +268,7 @@ fs::path train_or_reuse_reward_model(const WritingSpec& spec, const RunContext& 
     std::fprintf(stderr, "writing reward: reusing the trained reward model in %s\n", out.c_str());
     return out;
   }
+  require_cached(ctx, out, "writing reward model");
   auto tokenizer = load_tokenizer(ctx, std::nullopt);
   auto config = config_from_json(spec.init_config, ctx.config.source + ": rewards.writing.init.config");
   if (config.num_labels != 1) throw grpo::Error(ctx.config.source + ": rewards.writing.init.config: num_labels must be 1");
@@ -395,6 +407,7 @@ grpo::TrainerOptions read_trainer(Section s, const RunContext& ctx, const grpo::
   o.adam_eps = s.number("adam_eps", o.adam_eps);
   o.max_grad_norm = s.number("max_grad_norm", 1.0);
   o.bf16_autocast = s.boolean("bf16_autocast", false);
+  o.shard_optimizer_state = s.boolean("shard_optimizer_state", false);
   o.save_every = s.integer("save_every", o.save_every);
   o.keep_checkpoints = s.integer("keep_checkpoints", o.keep_checkpoints);
   o.save_final = s.boolean("save_final", o.save_final);
@@ -480,7 +493,8 @@ void run_train(const TrainArgs& args) {
     fs::create_directories(ctx.output_dir);
     grpo::io::write_file_atomically(ctx.output_dir / "config.json", ctx.config.root.dump(2) + "\n");
   } else {
-    comm->barrier();
+    comm->barrier_without_timeout();
+    ctx.reuse_only = true;
   }
   auto policy = build_policy(policy_spec, ctx, options.prompt);
   if (!policy_spec.freeze.empty()) {
@@ -496,7 +510,7 @@ void run_train(const TrainArgs& args) {
                  static_cast<long long>(total));
   }
   auto writing = build_writing_reward(rewards_spec.writing, ctx);
-  if (comm && main_rank) comm->barrier();
+  if (comm && main_rank) comm->barrier_without_timeout();
   auto dataset = grpo::PromptDataset::from_jsonl(*prompts_path, ctx.seed);
   std::fprintf(stderr, "train: %zu prompts (%zu dropped as unanswerable), %lld steps x %lld prompts x %lld samples\n",
                dataset.size(), dataset.dropped(), static_cast<long long>(options.steps),

@@ -42,6 +42,9 @@ def runs(tmp_path_factory):
     assert single.returncode == 0, single.stderr.decode()
     dp = torchrun(["train", "--config", str(config), "--set", f"output_dir={json.dumps(str(tmp / 'dp'))}"])
     assert dp.returncode == 0, dp.stderr.decode()
+    sharded = torchrun(["train", "--config", str(config), "--set", f"output_dir={json.dumps(str(tmp / 'sharded'))}",
+                        "--set", "trainer.shard_optimizer_state=true"])
+    assert sharded.returncode == 0, sharded.stderr.decode()
     return tmp, dp.stderr.decode()
 
 
@@ -52,22 +55,26 @@ def test_both_ranks_join_a_gloo_group(runs):
     assert stderr.count("step 2/2") == 1  # one progress line per step: rank 0's
 
 
-def test_two_ranks_reach_the_weights_of_one_process(runs):
+@pytest.mark.parametrize("run_name", ["dp", "sharded"])
+def test_two_ranks_reach_the_weights_of_one_process(runs, run_name):
+    """Replicated optimizer state, and sharded (each rank steps half the tensors; the checkpoint
+    is gathered whole)."""
     tmp, _ = runs
     base = load_file(str(MODEL / "model.safetensors"))
     for step in ("step-000001", "step-000002"):
         one = load_file(str(tmp / "single" / "checkpoints" / step / "policy" / "model.safetensors"))
-        two = load_file(str(tmp / "dp" / "checkpoints" / step / "policy" / "model.safetensors"))
+        two = load_file(str(tmp / run_name / "checkpoints" / step / "policy" / "model.safetensors"))
         assert one.keys() == two.keys()
         moved = max((one[k] - base[k]).abs().max().item() for k in one if k in base)
         assert moved > 5e-3  # lr 1e-2: the step moved the weights by ~lr
         differ = max((one[k] - two[k]).abs().max().item() for k in one)
         assert differ < 1e-5, f"{step}: the data-parallel weights differ from one process's by {differ}"
         adam_one = load_file(str(tmp / "single" / "checkpoints" / step / "optimizer.safetensors"))
-        adam_two = load_file(str(tmp / "dp" / "checkpoints" / step / "optimizer.safetensors"))
+        adam_two = load_file(str(tmp / run_name / "checkpoints" / step / "optimizer.safetensors"))
+        assert adam_one.keys() == adam_two.keys() and len(adam_one) == 2 * 25  # both moments of the 25 trained tensors
         assert max((adam_one[k] - adam_two[k]).abs().max().item() for k in adam_one) < 1e-5
         state_one = json.loads((tmp / "single" / "checkpoints" / step / "trainer_state.json").read_text())
-        state_two = json.loads((tmp / "dp" / "checkpoints" / step / "trainer_state.json").read_text())
+        state_two = json.loads((tmp / run_name / "checkpoints" / step / "trainer_state.json").read_text())
         for key in ("step", "data_position", "update_index", "seed"):
             assert state_one[key] == state_two[key]
 

@@ -1,7 +1,8 @@
 // NCCL process groups through grpo::ProcessGroupCommunicator: one rank per visible GPU (at most
 // 2), each a thread with its own ProcessGroupNCCL over a shared c10d::HashStore. With one GPU the
 // group has one rank: the collectives then check the NCCL plumbing (buffers on the rank's device,
-// dtypes NCCL takes: float32, bfloat16, float64, uint8 for gathered text) rather than sums.
+// dtypes NCCL takes: float32, bfloat16, float64, uint8 for gathered text) rather than sums, and
+// point to point (send/recv) needs two GPUs.
 #include <catch2/catch.hpp>
 
 #include <ATen/Functions.h>
@@ -27,7 +28,7 @@ TEST_CASE("NCCL collectives: bucketed sums in float32 and bfloat16, gathers, bro
   ::setenv("TORCH_FR_BUFFER_SIZE", "0", /*overwrite=*/1);
   auto store = c10::make_intrusive<c10d::HashStore>();
   std::vector<std::exception_ptr> errors(static_cast<std::size_t>(W));
-  std::vector<at::Tensor> sums(W), bf16(W), gathered(W), broadcasted(W), grads(W);
+  std::vector<at::Tensor> sums(W), bf16(W), gathered(W), broadcasted(W), grads(W), received(W);
   std::vector<std::vector<std::string>> texts(W);
   std::vector<std::vector<double>> host(W);
   std::vector<std::thread> threads;
@@ -57,6 +58,12 @@ TEST_CASE("NCCL collectives: bucketed sums in float32 and bfloat16, gathers, bro
         std::vector<at::Tensor> params{p};
         grpo::synchronize_gradients(comm, params);
         grads[i] = p.grad().cpu();
+        if (W == 2) {  // point to point, as sharded checkpoints gather AdamW moments on rank 0
+          at::Tensor t = at::full({5}, r == 1 ? 7.0 : 0.0, on.dtype(at::kFloat));
+          if (r == 1) comm.send(t, 0);
+          else comm.recv(t, 1);
+          received[i] = t.cpu();
+        }
         comm.barrier();
         comm.barrier_without_timeout();
       } catch (...) {
@@ -78,5 +85,6 @@ TEST_CASE("NCCL collectives: bucketed sums in float32 and bfloat16, gathers, bro
     for (int r = 0; r < W; ++r) CHECK(gathered[i][r][1].item<double>() == r);
     CHECK(at::equal(broadcasted[i], at::full({3}, 10.0, at::kFloat)));
     CHECK(at::equal(grads[i], at::full({2}, total, at::kFloat)));
+    if (W == 2) CHECK(at::equal(received[i], at::full({5}, 7.0, at::kFloat)));
   }
 }

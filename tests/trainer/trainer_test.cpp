@@ -676,6 +676,21 @@ TEST_CASE("data parallel: rank 0 alone writes metrics, every rank's samples and 
     }
   });
   for (const auto& m : disagree) CHECK_THAT(m, Catch::Contains("rank 1 has epochs = 2 but rank 0 has 1"));
+
+  // A difference that would change the first collectives (a reference policy to broadcast on one
+  // rank only; another model) is named before any of them runs.
+  std::vector<std::string> shape(2);
+  run_ranks(2, [&](int r, const std::shared_ptr<grpo::ProcessGroupCommunicator>& comm) {
+    ToyPolicy policy(6, /*with_phi=*/r == 1), reference;
+    grpo::Trainer trainer(policy, grpo::RewardSet{share_of_a}, grpo::GroupNormalized{}, grpo::ClippedSurrogateLoss{},
+                          toy_prompts(), toy_options(dir), r == 1 ? &reference : nullptr);
+    try {
+      trainer.distribute(comm);
+    } catch (const grpo::Error& e) {
+      shape[static_cast<std::size_t>(r)] = e.what();
+    }
+  });
+  for (const auto& m : shape) CHECK_THAT(m, Catch::Contains("rank 1 has policy tensors = 2 but rank 0 has 1"));
 }
 
 TEST_CASE("barrier_without_timeout waits for the last rank", "[trainer][distributed]") {

@@ -34,6 +34,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <exception>
 #include <memory>
 #include <optional>
 #include <string>
@@ -113,9 +114,13 @@ class ProcessGroupCommunicator final : public Communicator {
                            c10::intrusive_ptr<c10d::Store> store = {})
       : backend_(std::move(backend)), device_(device), store_(std::move(store)) {}
 
+  /// NCCL: destroys the communicators now rather than warning at exit. While an exception unwinds
+  /// (other ranks may be inside a collective this rank will never join), it aborts instead, since
+  /// a clean shutdown could wait for them and keep the launcher from stopping the job.
   ~ProcessGroupCommunicator() override {
     try {
-      backend_->shutdown();  // NCCL: destroy the communicators now rather than warn at exit
+      if (std::uncaught_exceptions() > 0) backend_->abort();
+      else backend_->shutdown();
     } catch (...) {
     }
   }
@@ -147,7 +152,8 @@ class ProcessGroupCommunicator final : public Communicator {
   void barrier() override { backend_->barrier()->wait(); }
 
   /// A counter in the store that each rank increments, then polls until it reaches the world size:
-  /// no collective is pending meanwhile, so no timeout applies.
+  /// no collective is pending meanwhile, so no timeout applies. One communicator per store (the
+  /// keys count this communicator's calls).
   void barrier_without_timeout() override {
     if (!store_) {
       barrier();

@@ -141,7 +141,8 @@ inline void load_adamw(torch::optim::AdamW& optimizer, const std::filesystem::pa
   for (std::size_t i = 0; i < params.size(); ++i) {
     auto step = metadata.find(fmt::format("param.{}.step", i));
     if (step == metadata.end() || !held.contains(params[i].unsafeGetTensorImpl())) continue;
-    const io::TensorLoadOptions options{.device = params[i].device()};
+    // In the parameter's dtype, as AdamW keeps them (a bf16 resume of an fp32 run converts).
+    const io::TensorLoadOptions options{.device = params[i].device(), .dtype = params[i].scalar_type()};
     auto state = std::make_unique<torch::optim::AdamWParamState>();
     state->step(std::stoll(step->second));
     state->exp_avg(file.tensor(fmt::format("param.{}.exp_avg", i), options));
@@ -225,7 +226,7 @@ std::filesystem::path save_checkpoint(const std::filesystem::path& dir, P& polic
 /// Restores policy weights (by name, exact copy), optimizer moments and the trainer state.
 /// `params` are the trainable tensors in the saved order; `optimizer` may hold a subset of them
 /// (a rank's shard of the optimizer state) and receives the moments of those. By default the
-/// tensors `optimizer` holds.
+/// tensors `optimizer` holds, which is wrong for a shard: give it every trainable tensor.
 template <CheckpointablePolicy P>
 TrainerState load_checkpoint(const std::filesystem::path& path, P& policy, torch::optim::AdamW& optimizer,
                              std::vector<at::Tensor> params = {}) {

@@ -161,9 +161,12 @@ class Trainer {
   /// (grpo::init_process_group). The policy's parameters take rank 0's values. prompts_per_step
   /// must be a multiple of the world size. A null communicator (or a world of one) is one process.
   /// With options().shard_optimizer_state, this rank's optimizer keeps only the tensors it owns
-  /// (grpo::shard_owners), with any state they already had.
+  /// (grpo::shard_owners), with any state they already had; call distribute() before resume()
+  /// then, so that each rank loads only its shard's moments. First of all, each rank's settings
+  /// are compared with rank 0's (check_ranks_agree).
   void distribute(std::shared_ptr<Communicator> comm) {
     if (comm && comm->world_size() > 1) {
+      check_ranks_agree(*comm, "distribute()");  // before any collective whose shape they decide
       if (options_.prompts_per_step % comm->world_size() != 0) {
         throw Error("prompts_per_step: expected a multiple of the world size " + std::to_string(comm->world_size()) +
                     " (each rank takes whole groups of an equal share of the prompts), found " +
@@ -189,7 +192,6 @@ class Trainer {
       }
     }
     comm_ = std::move(comm);
-    check_ranks_agree("distribute()");
   }
 
   /// This rank's optimizer: every trainable tensor, or its shard of them (shard_optimizer_state).
@@ -475,7 +477,7 @@ class Trainer {
       throw Error(path.string() + ": the checkpoint was made with seed " + std::to_string(state.seed) +
                   " but this run has seed " + std::to_string(options_.seed) + "; an exact resume needs the same seed");
     }
-    check_ranks_agree("resume(" + path.string() + ")");
+    if (comm_) check_ranks_agree(*comm_, "resume(" + path.string() + ")");
   }
 
  private:
@@ -506,35 +508,46 @@ class Trainer {
   /// Data parallel: every rank must run the same schedule of collectives, so the settings that
   /// decide it (and the position of a resumed run) are compared with rank 0's; a difference is an
   /// error on every rank, naming the setting, instead of a hang or mismatched collectives later.
-  void check_ranks_agree(const std::string& when) const {
-    if (!comm_ || comm_->world_size() == 1) return;
-    const std::vector<std::pair<const char*, double>> fields{
-        {"seed", static_cast<double>(options_.seed)},
-        {"steps", static_cast<double>(options_.steps)},
-        {"prompts_per_step", static_cast<double>(options_.prompts_per_step)},
-        {"group_size", static_cast<double>(options_.group_size)},
-        {"epochs", static_cast<double>(options_.epochs)},
-        {"mini_batches", static_cast<double>(options_.mini_batches)},
-        {"save_every", static_cast<double>(options_.save_every)},
-        {"save_final", options_.save_final ? 1.0 : 0.0},
-        {"log_samples_every", static_cast<double>(options_.log_samples_every)},
-        {"shard_optimizer_state", options_.shard_optimizer_state ? 1.0 : 0.0},
-        {"number of prompts", static_cast<double>(prompts_.size())},
-        {"trainable tensors", static_cast<double>(params_.size())},
-        {"step", static_cast<double>(step_)},
-        {"data position", static_cast<double>(data_position_)},
-        {"update index", static_cast<double>(update_index_)}};
+  void check_ranks_agree(Communicator& comm, const std::string& when) const {
+    if (comm.world_size() == 1) return;
+    auto elements = [](const std::vector<at::Tensor>& ts) {
+      std::int64_t n = 0;
+      for (const auto& t : ts) n += t.numel();
+      return n;
+    };
+    const auto policy_params = policy_.parameters();
+    const std::vector<std::pair<const char*, std::int64_t>> fields{
+        {"seed", static_cast<std::int64_t>(options_.seed)},  // the same bits
+        {"steps", options_.steps},
+        {"prompts_per_step", options_.prompts_per_step},
+        {"group_size", options_.group_size},
+        {"epochs", options_.epochs},
+        {"mini_batches", options_.mini_batches},
+        {"save_every", options_.save_every},
+        {"save_final", options_.save_final ? 1 : 0},
+        {"log_samples_every", options_.log_samples_every},
+        {"shard_optimizer_state", options_.shard_optimizer_state ? 1 : 0},
+        {"number of prompts", static_cast<std::int64_t>(prompts_.size())},
+        {"policy tensors", static_cast<std::int64_t>(policy_params.size())},
+        {"policy elements", elements(policy_params)},
+        {"trainable tensors", static_cast<std::int64_t>(params_.size())},
+        {"trainable elements", elements(params_)},
+        {"a reference policy", reference_ != nullptr ? 1 : 0},
+        {"reference elements", reference_ != nullptr ? elements(reference_->parameters()) : 0},
+        {"step", step_},
+        {"data position", static_cast<std::int64_t>(data_position_)},
+        {"update index", update_index_}};
     const auto F = static_cast<std::int64_t>(fields.size());
-    at::Tensor mine = at::empty({1, F}, at::kDouble);
+    at::Tensor mine = at::empty({1, F}, at::kLong);
     for (std::int64_t f = 0; f < F; ++f) mine[0][f] = fields[static_cast<std::size_t>(f)].second;
-    const at::Tensor all = comm_->all_gather(mine.to(comm_->device())).cpu();
-    for (int r = 1; r < comm_->world_size(); ++r)
+    const at::Tensor all = comm.all_gather(mine.to(comm.device())).cpu().contiguous();
+    const std::int64_t* v = all.data_ptr<std::int64_t>();
+    for (int r = 1; r < comm.world_size(); ++r)
       for (std::int64_t f = 0; f < F; ++f)
-        if (all[r][f].item<double>() != all[0][f].item<double>()) {
+        if (v[r * F + f] != v[f]) {
           throw Error(fmt::format("data parallel, {}: rank {} has {} = {} but rank 0 has {}; every rank needs the same "
-                                  "options, prompts and checkpoint",
-                                  when, r, fields[static_cast<std::size_t>(f)].first, all[r][f].item<double>(),
-                                  all[0][f].item<double>()));
+                                  "options, prompts, model and checkpoint",
+                                  when, r, fields[static_cast<std::size_t>(f)].first, v[r * F + f], v[f]));
         }
   }
 

@@ -62,7 +62,7 @@ class ToyPolicy {
         const int token = pick(rng);
         g.ids.push_back(token);
         g.text.push_back(static_cast<char>('a' + token));
-        g.logprobs.push_back(static_cast<float>(std::log(p[static_cast<std::size_t>(token)])));
+        g.logprobs.push_back(static_cast<float>(std::log(p[static_cast<std::size_t>(token)]) + sampler_bias));
       }
       g.finish_reason = grpo::FinishReason::stop;
       out.push_back(std::move(g));
@@ -95,6 +95,7 @@ class ToyPolicy {
   }
 
   at::Tensor& theta() { return theta_; }
+  double sampler_bias = 0.0;  ///< added to the log-probs generate() records (a sampler that disagrees)
   at::Tensor& phi() { return phi_; }
 
  private:
@@ -606,6 +607,8 @@ TEST_CASE("two data-parallel ranks take the steps one process takes on the whole
       CHECK(dp["clip_fraction"].get<double>() == Approx(one["clip_fraction"].get<double>()).margin(1e-12));
       CHECK(dp["grad_norm"].get<double>() == Approx(one["grad_norm"].get<double>()).epsilon(1e-9));
       CHECK(dp["entropy"] == one["entropy"]);
+      for (const char* key : {"prob_diff_mean", "prob_diff_max", "logprob_diff_mean"})
+        CHECK(dp["sampler_mismatch"][key].get<double>() == Approx(one["sampler_mismatch"][key].get<double>()).margin(1e-12));
     }
   }
   fs::remove_all(dir);
@@ -857,4 +860,25 @@ TEST_CASE("shard_owners balances elements and is the same on every rank", "[trai
   CHECK(grpo::shard_owners(params, 2) == std::vector<int>{0, 1, 1, 0, 1});
   CHECK(grpo::shard_owners(params, 1) == std::vector<int>{0, 0, 0, 0, 0});
   CHECK(grpo::shard_owners(params, 8) == std::vector<int>{0, 2, 1, 3, 4});
+}
+
+TEST_CASE("the metrics compare the sampler's log-probs with the trainer's on the same weights", "[trainer]") {
+  // theta = 0 at step 1: every token has p = 1/5 under the trainer. A sampler that records
+  // log p + 0.05 is off by 0.05 in log-prob and by 0.2 (e^0.05 - 1) in probability on every token.
+  const double expected_prob = 0.2 * (std::exp(0.05) - 1.0);
+  for (const bool recompute : {false, true}) {  // one update (automatic), and pi_old recomputed first
+    for (const double bias : {0.0, 0.05}) {
+      ToyPolicy policy;
+      policy.sampler_bias = bias;
+      auto options = toy_options(scratch("mismatch"));
+      if (recompute) options.old_logprobs = grpo::OldLogprobSource::recompute;
+      grpo::Trainer trainer(policy, grpo::RewardSet{share_of_a}, grpo::GroupNormalized{}, grpo::ClippedSurrogateLoss{},
+                            toy_prompts(), options);
+      const auto row = trainer.step();
+      const auto& m = row["sampler_mismatch"];
+      CHECK(m["logprob_diff_mean"].get<double>() == Approx(bias).margin(1e-6));
+      CHECK(m["prob_diff_mean"].get<double>() == Approx(bias == 0 ? 0.0 : expected_prob).margin(1e-6));
+      CHECK(m["prob_diff_max"].get<double>() == Approx(bias == 0 ? 0.0 : expected_prob).margin(1e-6));
+    }
+  }
 }

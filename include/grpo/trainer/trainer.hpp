@@ -110,6 +110,14 @@ struct UpdateStats {
   double clip_fraction = 0.0;   ///< clipped tokens / tokens, over every epoch
   double approx_kl = 0.0;       ///< mean 0.5 (log r)^2 against pi_old
   double ref_kl = 0.0;          ///< mean KL estimate against the reference (0 without one)
+  /// The sampler against the trainer on the same weights (verl's rollout_probs_diff), over the
+  /// completion tokens the trainer scored before its first update: mean and max of
+  /// |exp(logprob_sampler) - exp(logprob_trainer)| and the mean of logprob_sampler -
+  /// logprob_trainer. Nonzero from numerics (batching, kernels, bf16) and, with top-p < 1 or
+  /// top-k, from the truncation the sampler's log-probs include.
+  double sampler_prob_diff_mean = 0.0;
+  double sampler_prob_diff_max = 0.0;
+  double sampler_logprob_diff_mean = 0.0;
   double entropy = 0.0;         ///< mean token entropy of the policy (first epoch)
   double grad_norm = 0.0;       ///< global gradient norm before clipping, mean over updates
   double lr = 0.0;              ///< learning rate of the last update
@@ -289,13 +297,28 @@ class Trainer {
             ? (single_pass ? OldLogprobSource::automatic : OldLogprobSource::recompute)
             : options_.old_logprobs;
     const double temperature = options_.sampling.greedy ? 1.0 : options_.sampling.temperature;
+    // The trainer's log-probs before any update against the sampler's: [abs prob diff sum, logprob
+    // diff sum, tokens], and the largest abs prob diff.
+    double mismatch[3] = {0.0, 0.0, 0.0};
+    double mismatch_max = 0.0;
+    auto compare_with_sampler = [&](const at::Tensor& trainer_logprobs, const MicroBatch& mb) {
+      const at::Tensor mask = mb.batch.completion_mask;
+      const at::Tensor trained = trainer_logprobs.detach().to(at::kFloat).cpu();
+      const at::Tensor prob_diff = (mb.sampler_logprobs.exp() - trained.exp()).abs() * mask;
+      mismatch[0] += prob_diff.sum().item<double>();
+      mismatch[1] += ((mb.sampler_logprobs - trained) * mask).sum().item<double>();
+      mismatch[2] += mask.sum().item<double>();
+      if (prob_diff.numel() > 0) mismatch_max = std::max(mismatch_max, prob_diff.max().item<double>());
+    };
     // pi_old and pi_ref, once per step, before any parameter moves.
     if (source == OldLogprobSource::recompute || reference_ != nullptr) {
       at::NoGradGuard no_grad;
       for (auto& micro : minibatches)
         for (auto& mb : micro) {
-          if (source == OldLogprobSource::recompute)
+          if (source == OldLogprobSource::recompute) {
             mb.old_logprobs = policy_.logprobs(mb.batch, temperature).logprobs.detach().to(at::kFloat).cpu();
+            compare_with_sampler(mb.old_logprobs, mb);
+          }
           if (reference_ != nullptr)
             mb.ref_logprobs = reference_->logprobs(mb.batch, temperature).logprobs.detach().to(at::kFloat).cpu();
         }
@@ -309,6 +332,8 @@ class Trainer {
         for (auto& mb : minibatches[m]) {
           TokenLogprobs lp = policy_.logprobs(mb.batch, temperature);
           const auto device = lp.logprobs.device();
+          // Before the first update: the weights the sampler used (all of them when recomputed above).
+          if (source != OldLogprobSource::recompute && epoch == 0 && m == 0) compare_with_sampler(lp.logprobs, mb);
           PolicyLossInputs in;
           in.logprobs = lp.logprobs;
           in.mask = mb.batch.completion_mask.to(device);
@@ -357,8 +382,18 @@ class Trainer {
       for (const auto& mb : micro) local_tokens += mb.completion_tokens;
     std::vector<double> sums{stats.loss, value(clipped), value(tokens), value(approx_kl), value(ref_kl),
                              value(entropy_sum), value(entropy_tokens), static_cast<double>(selected.size()),
-                             static_cast<double>(local_tokens)};
-    if (comm_) sums = all_reduce_sum(*comm_, std::move(sums));
+                             static_cast<double>(local_tokens), mismatch[0], mismatch[1], mismatch[2]};
+    if (comm_) {
+      sums = all_reduce_sum(*comm_, std::move(sums));
+      at::Tensor largest = at::full({1}, mismatch_max, at::TensorOptions(at::kDouble).device(comm_->device()));
+      comm_->all_reduce_max(largest);
+      mismatch_max = largest.cpu().item<double>();
+    }
+    if (sums[11] > 0) {
+      stats.sampler_prob_diff_mean = sums[9] / sums[11];
+      stats.sampler_logprob_diff_mean = sums[10] / sums[11];
+      stats.sampler_prob_diff_max = mismatch_max;
+    }
     stats.loss = sums[0];
     if (sums[2] > 0) {
       stats.clip_fraction = sums[1] / sums[2];
@@ -735,6 +770,9 @@ class Trainer {
     row["approx_kl"] = u.approx_kl;
     row["ref_kl"] = u.ref_kl;
     row["entropy"] = u.entropy;
+    row["sampler_mismatch"] = {{"prob_diff_mean", u.sampler_prob_diff_mean},
+                               {"prob_diff_max", u.sampler_prob_diff_max},
+                               {"logprob_diff_mean", u.sampler_logprob_diff_mean}};
     row["grad_norm"] = u.grad_norm;
     row["lr"] = u.lr;
     row["updates"] = u.updates;

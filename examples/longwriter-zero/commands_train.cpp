@@ -394,6 +394,7 @@ grpo::TrainerOptions read_trainer(Section s, const RunContext& ctx, const grpo::
   o.truncation = trunc == "keep" ? grpo::TruncationPolicy::keep
                  : trunc == "mask" ? grpo::TruncationPolicy::mask : grpo::TruncationPolicy::zero_reward;
   o.filter_zero_variance_groups = s.boolean("filter_zero_variance_groups", false);
+  o.dynamic_sampling_rounds = s.integer("dynamic_sampling_rounds", 0);
   const auto old = s.choice("old_logprobs", "automatic", {"automatic", "sampler", "recompute"});
   o.old_logprobs = old == "automatic" ? grpo::OldLogprobSource::automatic
                    : old == "sampler" ? grpo::OldLogprobSource::sampler : grpo::OldLogprobSource::recompute;

@@ -18,7 +18,7 @@ from test_train_cli import MODEL, PROGRAM, run, small_config
 
 def dp_config(tmp: pathlib.Path, **trainer) -> pathlib.Path:
     config = json.loads(small_config(tmp).read_text())
-    config["trainer"].update({"prompts_per_step": 2, "log_samples_per_group": 2, **trainer})
+    config["trainer"].update({"prompts_per_step": 2, "log_samples_per_group": 2, "dynamic_sampling_rounds": 2, **trainer})
     path = tmp / "dp_config.json"
     path.write_text(json.dumps(config, indent=2))
     return path
@@ -83,6 +83,8 @@ def test_two_ranks_report_the_metrics_and_samples_of_one_process(runs):
     tmp, _ = runs
     one, two = rows(tmp / "single" / "metrics.jsonl"), rows(tmp / "dp" / "metrics.jsonl")
     assert [r["step"] for r in two] == [1, 2]
+    for r in one + two:  # dynamic sampling is on; the writing reward varies, so one round suffices
+        assert r["dynamic_sampling"] == {"rounds": 1, "groups_drawn": 2, "groups_with_signal": 2, "groups_trained": 2}
     for a, b in zip(one, two):
         assert a["completion_tokens"] == b["completion_tokens"]  # the same completions were sampled
         assert a["trained_tokens"] == b["trained_tokens"] and a["trained_samples"] == b["trained_samples"] == 4

@@ -19,6 +19,7 @@
 #include <chrono>
 #include <exception>
 #include <random>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -151,7 +152,8 @@ TEST_CASE("one step moves theta against the closed-form GRPO gradient", "[traine
   grpo::Trainer trainer(policy, std::move(rewards), grpo::GroupNormalized{}, grpo::ClippedSurrogateLoss{},
                         toy_prompts(), toy_options(scratch("grad")));
   // Reproduce the step's rollout and advantages independently of update().
-  const auto batch = toy_prompts().batch(0, 2);
+  const auto dataset = toy_prompts();  // batch() points into it: keep it alive
+  const auto batch = dataset.batch(0, 2);
   const grpo::Rollout r = trainer.rollout(batch, 0);
   const auto table = trainer.score(r);
   const auto adv = trainer.advantages(table);
@@ -330,7 +332,8 @@ TEST_CASE("a NaN reward is counted, gets advantage 0, and does not stop the run"
   };
   grpo::Trainer trainer(policy, grpo::RewardSet{flaky}, grpo::GroupNormalized{}, grpo::ClippedSurrogateLoss{},
                         toy_prompts(), options);
-  const auto batch = toy_prompts().batch(0, 2);
+  const auto dataset = toy_prompts();  // batch() points into it: keep it alive
+  const auto batch = dataset.batch(0, 2);
   const grpo::Rollout r = trainer.rollout(batch, 0);
   const auto table = trainer.score(r);
   const auto adv = trainer.advantages(table);
@@ -550,10 +553,15 @@ TEST_CASE("collectives: bucketed sums, broadcast, gather and gradient sums over 
 }
 
 TEST_CASE("two data-parallel ranks take the steps one process takes on the whole batch", "[trainer][distributed]") {
-  // Multi-epoch, two mini-batches, one sequence per micro-batch, zero-variance groups filtered:
-  // every normaliser must be counted over both ranks for the sums of gradients to match.
-  auto configure = [](const fs::path& out) {
+  // Multi-epoch, two mini-batches, one sequence per micro-batch, zero-variance groups filtered
+  // (or, second section, resampled): every normaliser must be counted over both ranks for the
+  // sums of gradients to match.
+  std::int64_t rounds = 0;
+  SECTION("zero-variance groups filtered") { rounds = 0; }
+  SECTION("dynamic sampling (uneven groups per rank)") { rounds = 4; }
+  auto configure = [rounds](const fs::path& out) {
     auto o = toy_options(out);
+    o.dynamic_sampling_rounds = rounds;
     o.steps = 3;
     o.prompts_per_step = 4;
     o.epochs = 2;
@@ -881,4 +889,73 @@ TEST_CASE("the metrics compare the sampler's log-probs with the trainer's on the
       CHECK(m["prob_diff_max"].get<double>() == Approx(bias == 0 ? 0.0 : expected_prob).margin(1e-6));
     }
   }
+}
+
+namespace {
+/// Reward: 1 if the completion has an 'a', else 0 (about 30 % of 4-sample groups are all 1 at p(a) = 0.2).
+float has_a(const grpo::Sample& s) { return s.completion.find('a') == std::string::npos ? 0.0f : 1.0f; }
+}  // namespace
+
+TEST_CASE("dynamic sampling keeps drawing until prompts_per_step groups have a signal", "[trainer]") {
+  const auto dir = scratch("dynamic");
+  auto options = toy_options(dir);
+  options.prompts_per_step = 3;
+  options.dynamic_sampling_rounds = 6;
+  options.log_samples_every = 1;
+  options.log_samples_per_group = 4;  // every sample of every trained group
+  options.steps = 2;
+  // Reference: the rounds redone by hand through the public phases of an identical trainer; a
+  // group has a signal when its 0/1 rewards are not all equal.
+  ToyPolicy twin;
+  grpo::Trainer reference(twin, grpo::RewardSet{has_a}, grpo::GroupNormalized{}, grpo::ClippedSurrogateLoss{},
+                          toy_prompts(), options);
+  std::vector<std::string> expected;  // completions of the kept groups, in order
+  std::int64_t expected_rounds = 0;
+  const auto dataset = toy_prompts();  // batch() points into it: keep it alive
+  double with_signal = 0;
+  for (std::int64_t round = 0; expected.size() < 3 * 4 && round < 6; ++round, ++expected_rounds) {
+    const auto batch = dataset.batch(static_cast<std::uint64_t>(round) * 3, 3);
+    const grpo::Rollout r = reference.rollout(batch, 0, static_cast<std::uint64_t>(round) * 3 * 4);
+    for (std::size_t g = 0; g < 3; ++g) {
+      std::set<bool> values;
+      for (std::size_t j = 0; j < 4; ++j) values.insert(r.generations[g * 4 + j].text.find('a') != std::string::npos);
+      if (values.size() < 2) continue;
+      ++with_signal;
+      if (expected.size() < 3 * 4)
+        for (std::size_t j = 0; j < 4; ++j) expected.push_back(r.generations[g * 4 + j].text);
+    }
+  }
+  REQUIRE(expected.size() == 3 * 4);
+  REQUIRE(expected_rounds > 1);  // the seed makes step 1 need more than one round
+
+  ToyPolicy policy;
+  grpo::Trainer trainer(policy, grpo::RewardSet{has_a}, grpo::GroupNormalized{}, grpo::ClippedSurrogateLoss{},
+                        toy_prompts(), options);
+  const auto row = trainer.step();
+  CHECK(row["dynamic_sampling"]["rounds"] == expected_rounds);
+  CHECK(row["dynamic_sampling"]["groups_drawn"].get<double>() == 3.0 * static_cast<double>(expected_rounds));
+  CHECK(row["dynamic_sampling"]["groups_with_signal"].get<double>() == with_signal);
+  CHECK(row["dynamic_sampling"]["groups_trained"].get<double>() == 3.0);
+  CHECK(row["zero_variance_group_fraction"].get<double>() ==
+        Approx(1.0 - with_signal / (3.0 * static_cast<double>(expected_rounds))));
+  CHECK(row["rewards"]["reward0"]["zero_std_group_fraction"].get<double>() == 0.0);
+  CHECK(row["trained_samples"] == 12);
+  CHECK(row["data_position"] == 3 * expected_rounds);  // every drawn prompt is consumed
+  fs::create_directories(dir);
+  std::filesystem::remove(dir / "samples.jsonl");
+  {
+    // The completions table of step 1 lists exactly the kept groups' completions, in order.
+    ToyPolicy again;
+    grpo::Trainer logged(again, grpo::RewardSet{has_a}, grpo::GroupNormalized{}, grpo::ClippedSurrogateLoss{},
+                         toy_prompts(), options);
+    logged.train();
+    std::ifstream in(dir / "samples.jsonl");
+    std::vector<std::string> completions;
+    for (std::string line; std::getline(in, line);) {
+      const auto j = nlohmann::json::parse(line);
+      if (j["step"] == 1) completions.push_back(j["completion"]);
+    }
+    CHECK(completions == expected);
+  }
+  fs::remove_all(dir);
 }

@@ -16,6 +16,7 @@
 //   broadcast_parameters(comm, ps)    every rank starts from rank 0's weights
 //   all_reduce_sum(comm, doubles)     host numbers (token counts, metric sums)
 //   all_gather(comm, string)          every rank's text (the completions table)
+//   all_gather_rows(comm, rows)       every rank's rows, counts may differ (per-sample metrics)
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/cat.h>
@@ -131,6 +132,25 @@ inline std::vector<double> all_reduce_sum(Communicator& comm, std::vector<double
   t = t.cpu();
   const double* p = t.data_ptr<double>();
   return std::vector<double>(p, p + values.size());
+}
+
+/// Every rank's rows [n_r, ...] concatenated in rank order, on every rank; n_r may differ between
+/// ranks (the rows travel padded to the largest n_r). Trailing shape and dtype must agree.
+inline at::Tensor all_gather_rows(Communicator& comm, const at::Tensor& rows) {
+  if (comm.world_size() == 1) return rows;
+  const auto on = at::TensorOptions().device(comm.device());
+  const at::Tensor counts =
+      comm.all_gather(at::full({1}, static_cast<double>(rows.size(0)), on.dtype(at::kDouble))).cpu().contiguous();
+  const double* n = counts.data_ptr<double>();
+  const auto longest = static_cast<std::int64_t>(*std::max_element(n, n + comm.world_size()));
+  std::vector<std::int64_t> shape(rows.sizes().begin(), rows.sizes().end());
+  shape[0] = longest;
+  at::Tensor padded = at::zeros(shape, on.dtype(rows.scalar_type()));
+  if (rows.size(0) > 0) padded.narrow(0, 0, rows.size(0)).copy_(rows);
+  const at::Tensor all = comm.all_gather(padded);
+  std::vector<at::Tensor> parts;
+  for (int r = 0; r < comm.world_size(); ++r) parts.push_back(all.narrow(0, r * longest, static_cast<std::int64_t>(n[r])));
+  return at::cat(parts);
 }
 
 /// Every rank's string, in rank order, on every rank (any lengths; bytes travel as uint8).

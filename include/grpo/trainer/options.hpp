@@ -40,6 +40,11 @@ struct TrainerOptions {
   PromptOptions prompt{};              ///< how questions are wrapped; default the think prompt
   TruncationPolicy truncation = TruncationPolicy::keep;  ///< truncated completions; default keep
   bool filter_zero_variance_groups = false;  ///< leave groups whose advantages are all 0 out of the update; default false
+  /// DAPO's dynamic sampling: draw up to this many batches of prompts_per_step prompts in a step,
+  /// keeping only groups whose advantages are not all 0, until prompts_per_step such groups are
+  /// found; exactly that many are trained (fewer if the rounds run out). Every drawn prompt counts
+  /// as consumed. 0 = off (default).
+  std::int64_t dynamic_sampling_rounds = 0;
 
   // ---- update ----
   std::int64_t epochs = 1;             ///< optimisation passes over each step's samples; default 1 (on-policy)
@@ -86,6 +91,9 @@ struct TrainerOptions {
                   std::to_string(prompts_per_step * group_size) + ", found " + std::to_string(mini_batches));
     }
     if (save_every < 0) throw Error("save_every: expected >= 0, found " + std::to_string(save_every));
+    if (dynamic_sampling_rounds < 0) {
+      throw Error("dynamic_sampling_rounds: expected >= 0 (0 = off), found " + std::to_string(dynamic_sampling_rounds));
+    }
     if (keep_checkpoints < 0) throw Error("keep_checkpoints: expected >= 0, found " + std::to_string(keep_checkpoints));
     if (log_samples_per_group < 1) throw Error("log_samples_per_group: expected >= 1, found " + std::to_string(log_samples_per_group));
     if (log_samples_every < 0) throw Error("log_samples_every: expected >= 0, found " + std::to_string(log_samples_every));

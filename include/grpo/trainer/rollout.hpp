@@ -31,6 +31,12 @@ struct Rollout {
   std::vector<Generation> generations;   ///< [P * G]
   std::vector<Sample> samples;           ///< [P * G]
   std::int64_t group_size = 1;
+  /// Each group's place in the step's global order of groups (over every rank and dynamic-sampling
+  /// round), which fixes the mini-batch partition and the order of logged rows whatever the
+  /// number of ranks. Empty: 0, 1, 2, ... (one process, one round).
+  std::vector<std::size_t> global_groups;
+
+  [[nodiscard]] std::size_t global_group(std::size_t g) const { return global_groups.empty() ? g : global_groups[g]; }
 
   /// Rebuilds `samples` from prompts and generations.
   void link_samples() {

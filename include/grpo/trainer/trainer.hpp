@@ -38,6 +38,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <memory>
 #include <numeric>
 #include <optional>
@@ -267,9 +268,9 @@ class Trainer {
     // the partition does not depend on the number of ranks (so W ranks form one process's
     // mini-batches exactly).
     const auto parts = static_cast<std::size_t>(options_.mini_batches);
-    const std::size_t offset = global_offset(selected.size());
+    const std::vector<std::size_t> position = selected_positions(r, selected);
     std::vector<std::vector<std::size_t>> members(parts);
-    for (std::size_t k = 0; k < selected.size(); ++k) members[(offset + k) % parts].push_back(selected[k]);
+    for (std::size_t k = 0; k < selected.size(); ++k) members[position[k] % parts].push_back(selected[k]);
     std::vector<std::vector<MicroBatch>> minibatches;
     std::vector<double> counts;  // tokens and sequences of each part, then summed over ranks
     for (std::size_t m = 0; m < parts; ++m) {
@@ -437,30 +438,26 @@ class Trainer {
   nlohmann::json step() {
     using Clock = std::chrono::steady_clock;
     memory_.reset();
-    const auto t0 = Clock::now();
-    const auto batch = prompts_.batch(data_position_, static_cast<std::size_t>(options_.prompts_per_step));
-    // This rank's share: a contiguous slice of whole prompts (all of them in one process).
-    const std::size_t share = batch.size() / static_cast<std::size_t>(world_size());
-    const std::size_t first = share * static_cast<std::size_t>(rank());
-    Rollout r = rollout(std::span(batch).subspan(first, share), step_,
-                        first * static_cast<std::uint64_t>(options_.group_size));
-    const auto t1 = Clock::now();
-    RewardTable table = score(r);
-    std::vector<float> adv = advantages(table);
+    Drawn d = options_.dynamic_sampling_rounds > 0 ? draw_until_signal() : draw(0);
     const auto t2 = Clock::now();
     std::int64_t zero_groups = 0;
-    const auto selected = select_samples(r, adv, &zero_groups);
-    const UpdateStats u = update(r, adv, selected);
+    const auto selected = select_samples(d.rollout, d.adv, &zero_groups);
+    const UpdateStats u = update(d.rollout, d.adv, selected);
     const auto t3 = Clock::now();
-    data_position_ += static_cast<std::uint64_t>(options_.prompts_per_step);
+    data_position_ += d.prompts_consumed;
     ++step_;
-    auto seconds = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };
-    const SampleColumns columns = gather_columns(r, table, adv, zero_groups);
-    nlohmann::json row = metrics_row(columns, u, seconds(t0, t1), seconds(t1, t2), seconds(t2, t3));
+    const SampleColumns columns = gather_columns(d.rollout, d.table, d.adv, zero_groups);
+    nlohmann::json row = metrics_row(columns, u, d.sample_s, d.score_s, std::chrono::duration<double>(t3 - t2).count());
+    if (options_.dynamic_sampling_rounds > 0) {
+      // Of every group drawn this step (the trained ones all have a signal).
+      row["zero_variance_group_fraction"] = 1.0 - d.groups_with_signal / std::max(1.0, d.groups_drawn);
+      row["dynamic_sampling"] = {{"rounds", d.rounds}, {"groups_drawn", d.groups_drawn},
+                                 {"groups_with_signal", d.groups_with_signal}, {"groups_trained", columns.prompts}};
+    }
     row["memory"] = read_memory();
-    last_samples_ = std::move(r);  // kept for write_samples()
-    last_table_ = std::move(table);
-    last_advantages_ = std::move(adv);
+    last_samples_ = std::move(d.rollout);  // kept for write_samples()
+    last_table_ = std::move(d.table);
+    last_advantages_ = std::move(d.adv);
     return row;
   }
 
@@ -562,6 +559,7 @@ class Trainer {
         {"save_final", options_.save_final ? 1 : 0},
         {"log_samples_every", options_.log_samples_every},
         {"shard_optimizer_state", options_.shard_optimizer_state ? 1 : 0},
+        {"dynamic_sampling_rounds", options_.dynamic_sampling_rounds},
         {"number of prompts", static_cast<std::int64_t>(prompts_.size())},
         {"policy tensors", static_cast<std::int64_t>(policy_params.size())},
         {"policy elements", elements(policy_params)},
@@ -586,14 +584,26 @@ class Trainer {
         }
   }
 
-  /// Where this rank's `count` items start in the concatenation of every rank's.
-  std::size_t global_offset(std::size_t count) const {
-    if (!comm_ || comm_->world_size() == 1) return 0;
-    const at::Tensor all =
-        comm_->all_gather(at::full({1}, static_cast<double>(count), at::TensorOptions(at::kDouble).device(comm_->device()))).cpu();
-    std::size_t offset = 0;
-    for (int r = 0; r < comm_->rank(); ++r) offset += static_cast<std::size_t>(all[r].item<double>());
-    return offset;
+  /// The position of each selected sample among every rank's selected samples, taken in the
+  /// step's global group order (Rollout::global_groups), then in order within a group.
+  std::vector<std::size_t> selected_positions(const Rollout& r, std::span<const std::size_t> selected) const {
+    const auto G = static_cast<std::size_t>(options_.group_size);
+    const std::size_t groups = r.prompts.size();
+    at::Tensor rows = at::zeros({static_cast<std::int64_t>(groups), 2}, at::kDouble);  // (global group, selected)
+    double* row = rows.data_ptr<double>();
+    for (std::size_t g = 0; g < groups; ++g) row[2 * g] = static_cast<double>(r.global_group(g));
+    for (std::size_t i : selected) row[2 * (i / G) + 1] += 1.0;
+    if (comm_ && comm_->world_size() > 1) rows = all_gather_rows(*comm_, rows.to(comm_->device())).cpu().contiguous();
+    std::map<std::size_t, std::size_t> start;  // global group -> its first position
+    const double* all = rows.data_ptr<double>();
+    for (std::int64_t k = 0; k < rows.size(0); ++k)
+      start[static_cast<std::size_t>(all[2 * k])] = static_cast<std::size_t>(all[2 * k + 1]);
+    std::size_t running = 0;
+    for (auto& [group, count] : start) running += std::exchange(count, running);
+    std::vector<std::size_t> position;
+    std::vector<std::size_t> seen(groups, 0);
+    for (std::size_t i : selected) position.push_back(start[r.global_group(i / G)] + seen[i / G]++);
+    return position;
   }
 
   std::unique_ptr<torch::optim::AdamW> make_optimizer(const std::vector<at::Tensor>& params) const {
@@ -659,6 +669,106 @@ class Trainer {
     return torch::nn::utils::clip_grad_norm_(grads, max_norm);
   }
 
+  /// A step's samples, their rewards and advantages, before the update.
+  struct Drawn {
+    Rollout rollout;
+    RewardTable table;
+    std::vector<float> adv;
+    std::uint64_t prompts_consumed = 0;
+    double sample_s = 0, score_s = 0;
+    std::int64_t rounds = 0;
+    double groups_drawn = 0, groups_with_signal = 0;  ///< over every rank
+  };
+
+  /// Round `round` of the step: the next prompts_per_step prompts after the earlier rounds'; this
+  /// rank rolls out, scores and estimates advantages for its share (a contiguous slice of whole
+  /// prompts; all of them in one process). Sample seeds continue the global index across rounds.
+  Drawn draw(std::int64_t round) {
+    using Clock = std::chrono::steady_clock;
+    const auto prompts_n = static_cast<std::size_t>(options_.prompts_per_step);
+    const auto t0 = Clock::now();
+    const auto batch = prompts_.batch(data_position_ + static_cast<std::uint64_t>(round) * prompts_n, prompts_n);
+    const std::size_t share = batch.size() / static_cast<std::size_t>(world_size());
+    const std::size_t first = share * static_cast<std::size_t>(rank());
+    Drawn d;
+    d.rollout = rollout(std::span(batch).subspan(first, share), step_,
+                        (static_cast<std::uint64_t>(round) * prompts_n + first) * static_cast<std::uint64_t>(options_.group_size));
+    for (std::size_t g = 0; g < share; ++g) d.rollout.global_groups.push_back(static_cast<std::size_t>(round) * prompts_n + first + g);
+    const auto t1 = Clock::now();
+    d.table = score(d.rollout);
+    d.adv = advantages(d.table);
+    d.sample_s = std::chrono::duration<double>(t1 - t0).count();
+    d.score_s = std::chrono::duration<double>(Clock::now() - t1).count();
+    d.prompts_consumed = prompts_n;
+    d.rounds = 1;
+    d.groups_drawn = static_cast<double>(prompts_n);
+    return d;
+  }
+
+  /// Dynamic sampling: rounds of draw() until prompts_per_step groups with a signal (advantages
+  /// not all 0) are found over every rank, or dynamic_sampling_rounds run out. The first
+  /// prompts_per_step of them in global order (round, rank, group) are kept: the same groups
+  /// whatever the number of ranks.
+  Drawn draw_until_signal() {
+    const auto G = static_cast<std::size_t>(options_.group_size);
+    const auto prompts_n = static_cast<std::size_t>(options_.prompts_per_step);
+    std::vector<Drawn> rounds;
+    std::vector<std::pair<std::size_t, std::size_t>> kept;  // (round, this rank's group)
+    std::size_t kept_total = 0;
+    Drawn out;
+    while (out.rounds < options_.dynamic_sampling_rounds && kept_total < prompts_n) {
+      Drawn d = draw(out.rounds);
+      std::vector<std::size_t> signal;
+      for (std::size_t g = 0; g * G < d.adv.size(); ++g) {
+        const auto begin = d.adv.begin() + static_cast<std::ptrdiff_t>(g * G);
+        if (!std::all_of(begin, begin + static_cast<std::ptrdiff_t>(G), [](float a) { return a == 0.0f; }))
+          signal.push_back(g);
+      }
+      // How many groups with a signal each rank found; ranks before this one come first.
+      std::vector<double> found{static_cast<double>(signal.size())};
+      if (comm_ && comm_->world_size() > 1) {
+        const at::Tensor all = comm_->all_gather(at::full({1}, found[0], at::TensorOptions(at::kDouble).device(comm_->device()))).cpu();
+        found.assign(all.data_ptr<double>(), all.data_ptr<double>() + all.numel());
+      }
+      std::size_t before = 0, round_total = 0;
+      for (std::size_t q = 0; q < found.size(); ++q) {
+        if (static_cast<int>(q) < rank()) before += static_cast<std::size_t>(found[q]);
+        round_total += static_cast<std::size_t>(found[q]);
+      }
+      const std::size_t room = prompts_n - kept_total;
+      const std::size_t mine = std::min(signal.size(), room > before ? room - before : 0);
+      for (std::size_t j = 0; j < mine; ++j) {
+        kept.emplace_back(rounds.size(), signal[j]);
+        out.rollout.global_groups.push_back(kept_total + before + j);  // round by round, rank by rank
+      }
+      kept_total += std::min(round_total, room);
+      out.groups_with_signal += static_cast<double>(round_total);
+      out.groups_drawn += static_cast<double>(prompts_n);
+      out.sample_s += d.sample_s;
+      out.score_s += d.score_s;
+      out.prompts_consumed += prompts_n;
+      ++out.rounds;
+      rounds.push_back(std::move(d));
+    }
+    // The kept groups as one rollout, with their rewards and advantages.
+    constexpr std::size_t K = num_rewards;
+    out.rollout.group_size = static_cast<std::int64_t>(G);
+    out.table = RewardTable(K, kept.size() * G);
+    for (const auto& [k, g] : kept) {
+      Rollout& from = rounds[k].rollout;
+      const std::size_t at = out.rollout.generations.size();
+      out.rollout.prompts.push_back(from.prompts[g]);
+      out.rollout.templated.push_back(from.templated[g]);
+      for (std::size_t j = 0; j < G; ++j) {
+        out.rollout.generations.push_back(std::move(from.generations[g * G + j]));
+        out.adv.push_back(rounds[k].adv[g * G + j]);
+        for (std::size_t r = 0; r < K; ++r) out.table.row(r)[at + j] = rounds[k].table.row(r)[g * G + j];
+      }
+    }
+    out.rollout.link_samples();
+    return out;
+  }
+
   /// What the metrics row says about the step's samples, one entry per sample of every rank (in
   /// global order).
   struct SampleColumns {
@@ -672,7 +782,8 @@ class Trainer {
   SampleColumns gather_columns(const Rollout& r, const RewardTable& table, std::span<const float> adv,
                                std::int64_t zero_groups) {
     constexpr std::int64_t K = static_cast<std::int64_t>(num_rewards);
-    constexpr std::int64_t F = K + 6;  // rewards, advantage, tokens, truncated, words, well-formed, repetition
+    constexpr std::int64_t F = K + 7;  // rewards, advantage, tokens, truncated, words, well-formed, repetition, global position
+    const auto G = static_cast<std::size_t>(options_.group_size);
     const auto n = static_cast<std::int64_t>(r.generations.size());
     at::Tensor local = at::zeros({n, F}, at::kDouble);
     double* row = local.data_ptr<double>();
@@ -686,10 +797,12 @@ class Trainer {
       row[K + 3] = static_cast<double>(word_count(parts.answer));
       row[K + 4] = parts.well_formed ? 1.0 : 0.0;
       row[K + 5] = repetition_ratio(parts.answer);
+      row[K + 6] = static_cast<double>(r.global_group(s / G) * G + s % G);
     }
     std::vector<double> counts{static_cast<double>(r.prompts.size()), static_cast<double>(zero_groups)};
     if (comm_ && comm_->world_size() > 1) {
-      local = comm_->all_gather(local.to(comm_->device())).cpu();
+      local = all_gather_rows(*comm_, local.to(comm_->device())).cpu();
+      local = local.index_select(0, local.select(1, K + 6).argsort()).contiguous();  // global order
       counts = all_reduce_sum(*comm_, std::move(counts));
     }
     SampleColumns c;
@@ -791,7 +904,7 @@ class Trainer {
   void write_samples(const nlohmann::json& step) const {
     std::string lines;
     const auto G = static_cast<std::size_t>(options_.group_size);
-    const std::size_t first_group = last_samples_.prompts.size() * static_cast<std::size_t>(rank());
+
     const auto per_group = std::min<std::size_t>(G, static_cast<std::size_t>(options_.log_samples_per_group));
     for (std::size_t g = 0; g < last_samples_.prompts.size(); ++g) {
       for (std::size_t j = 0; j < per_group; ++j) {
@@ -800,7 +913,7 @@ class Trainer {
         nlohmann::json rewards;
         for (std::size_t k = 0; k < num_rewards; ++k) rewards[reward_names_[k]] = last_table_.row(k)[i];
         nlohmann::json row{{"step", step},
-                           {"group", first_group + g},
+                           {"group", last_samples_.global_group(g)},
                            {"prompt", last_samples_.prompts[g].prompt},
                            {"target", {last_samples_.prompts[g].target.lower, last_samples_.prompts[g].target.upper}},
                            {"completion", gen.text},
@@ -813,8 +926,18 @@ class Trainer {
     }
     const std::vector<std::string> ranks = comm_ ? all_gather(*comm_, lines) : std::vector<std::string>{lines};
     if (rank() != 0) return;
+    // Every rank's rows in global group order (a rank's groups need not be contiguous in it).
+    std::vector<std::pair<std::int64_t, std::string>> rows;
+    for (const auto& text : ranks) {
+      std::size_t begin = 0;
+      for (std::size_t end; (end = text.find('\n', begin)) != std::string::npos; begin = end + 1) {
+        std::string line = text.substr(begin, end - begin + 1);
+        rows.emplace_back(nlohmann::json::parse(line)["group"].get<std::int64_t>(), std::move(line));
+      }
+    }
+    std::stable_sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
     std::ofstream out(options_.output_dir / "samples.jsonl", std::ios::app);
-    for (const auto& text : ranks) out << text;
+    for (const auto& [group, line] : rows) out << line;
   }
 
   P& policy_;

@@ -63,7 +63,7 @@ class ToyPolicy {
         const int token = pick(rng);
         g.ids.push_back(token);
         g.text.push_back(static_cast<char>('a' + token));
-        g.logprobs.push_back(static_cast<float>(std::log(p[static_cast<std::size_t>(token)]) + sampler_bias));
+        if (record_logprobs) g.logprobs.push_back(static_cast<float>(std::log(p[static_cast<std::size_t>(token)]) + sampler_bias));
       }
       g.finish_reason = grpo::FinishReason::stop;
       out.push_back(std::move(g));
@@ -97,6 +97,7 @@ class ToyPolicy {
 
   at::Tensor& theta() { return theta_; }
   double sampler_bias = 0.0;  ///< added to the log-probs generate() records (a sampler that disagrees)
+  bool record_logprobs = true;  ///< false: a sampler that records none
   at::Tensor& phi() { return phi_; }
 
  private:
@@ -887,8 +888,17 @@ TEST_CASE("the metrics compare the sampler's log-probs with the trainer's on the
       CHECK(m["logprob_diff_mean"].get<double>() == Approx(bias).margin(1e-6));
       CHECK(m["prob_diff_mean"].get<double>() == Approx(bias == 0 ? 0.0 : expected_prob).margin(1e-6));
       CHECK(m["prob_diff_max"].get<double>() == Approx(bias == 0 ? 0.0 : expected_prob).margin(1e-6));
+      CHECK(m["tokens"] == 2 * 4 * 6);  // every completion token of the step
     }
   }
+  // A sampler that records no log-probs: nothing is compared (not a mismatch of 1 - p).
+  ToyPolicy silent;
+  silent.record_logprobs = false;
+  grpo::Trainer trainer(silent, grpo::RewardSet{share_of_a}, grpo::GroupNormalized{}, grpo::ClippedSurrogateLoss{},
+                        toy_prompts(), toy_options(scratch("mismatch")));
+  const auto row = trainer.step();
+  CHECK(row["sampler_mismatch"]["tokens"] == 0);
+  CHECK(row["sampler_mismatch"]["prob_diff_mean"] == 0.0);
 }
 
 namespace {
@@ -958,4 +968,28 @@ TEST_CASE("dynamic sampling keeps drawing until prompts_per_step groups have a s
     CHECK(completions == expected);
   }
   fs::remove_all(dir);
+}
+
+TEST_CASE("dynamic sampling over two ranks when no round finds a signal: nothing trained, no hang", "[trainer][distributed]") {
+  std::vector<nlohmann::json> rows(2);
+  std::vector<at::Tensor> thetas(2);
+  run_ranks(2, [&](int r, const std::shared_ptr<grpo::ProcessGroupCommunicator>& comm) {
+    ToyPolicy policy;
+    auto options = toy_options(scratch("dynamic_none"));
+    options.dynamic_sampling_rounds = 2;
+    grpo::Trainer trainer(policy, grpo::RewardSet{[](const grpo::Sample&) { return 1.0f; }}, grpo::GroupNormalized{},
+                          grpo::ClippedSurrogateLoss{}, toy_prompts(), options);
+    trainer.distribute(comm);
+    rows[static_cast<std::size_t>(r)] = trainer.step();
+    thetas[static_cast<std::size_t>(r)] = policy.theta().detach().clone();
+  });
+  for (std::size_t r = 0; r < 2; ++r) {
+    CHECK(rows[r]["dynamic_sampling"]["rounds"] == 2);
+    CHECK(rows[r]["dynamic_sampling"]["groups_with_signal"].get<double>() == 0.0);
+    CHECK(rows[r]["dynamic_sampling"]["groups_trained"].get<double>() == 0.0);
+    CHECK(rows[r]["zero_variance_group_fraction"].get<double>() == 1.0);
+    CHECK(rows[r]["updates"] == 0);
+    CHECK(rows[r]["data_position"] == 4);  // two rounds of two prompts consumed
+    CHECK(at::equal(thetas[r], at::zeros({5}, at::kDouble)));
+  }
 }

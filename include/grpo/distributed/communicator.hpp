@@ -144,12 +144,12 @@ inline at::Tensor all_gather_rows(Communicator& comm, const at::Tensor& rows) {
   const double* n = counts.data_ptr<double>();
   const auto longest = static_cast<std::int64_t>(*std::max_element(n, n + comm.world_size()));
   std::vector<std::int64_t> shape(rows.sizes().begin(), rows.sizes().end());
-  shape[0] = longest;
+  shape[0] = std::max<std::int64_t>(longest, 1);  // no zero-size collective when every rank has none
   at::Tensor padded = at::zeros(shape, on.dtype(rows.scalar_type()));
   if (rows.size(0) > 0) padded.narrow(0, 0, rows.size(0)).copy_(rows);
   const at::Tensor all = comm.all_gather(padded);
   std::vector<at::Tensor> parts;
-  for (int r = 0; r < comm.world_size(); ++r) parts.push_back(all.narrow(0, r * longest, static_cast<std::int64_t>(n[r])));
+  for (int r = 0; r < comm.world_size(); ++r) parts.push_back(all.narrow(0, r * shape[0], static_cast<std::int64_t>(n[r])));
   return at::cat(parts);
 }
 

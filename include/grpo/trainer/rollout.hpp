@@ -59,6 +59,7 @@ struct MicroBatch {
   std::vector<std::size_t> samples;  ///< indices into Rollout::generations
   TokenBatch batch;                  ///< input_ids/attention_mask/completion_mask [B, L]
   at::Tensor sampler_logprobs;       ///< [B, L] float32, the sampler's log-prob at completion positions, 0 elsewhere
+  at::Tensor sampler_recorded;       ///< [B, L] float32, 1 where the sampler recorded a log-prob (a policy may record none)
   at::Tensor old_logprobs;           ///< [B, L] float32, filled by the trainer when pi_old is not the current policy
   at::Tensor ref_logprobs;           ///< [B, L] float32, filled by the trainer when a reference model is used
   std::int64_t completion_tokens = 0;
@@ -86,7 +87,8 @@ inline std::vector<MicroBatch> pack_micro_batches(const Rollout& rollout, std::s
     mb.samples.assign(order.begin() + static_cast<std::ptrdiff_t>(begin), order.begin() + static_cast<std::ptrdiff_t>(end));
     const auto rows = static_cast<std::int64_t>(mb.samples.size());
     std::vector<std::int64_t> ids(static_cast<std::size_t>(rows * longest), pad_id);
-    std::vector<float> attention(ids.size(), 0.0f), completion(ids.size(), 0.0f), sampler(ids.size(), 0.0f);
+    std::vector<float> attention(ids.size(), 0.0f), completion(ids.size(), 0.0f), sampler(ids.size(), 0.0f),
+        recorded(ids.size(), 0.0f);
     for (std::int64_t r = 0; r < rows; ++r) {
       const auto& g = rollout.generations[mb.samples[static_cast<std::size_t>(r)]];
       const auto row = static_cast<std::size_t>(r * longest);
@@ -97,6 +99,7 @@ inline std::vector<MicroBatch> pack_micro_batches(const Rollout& rollout, std::s
       for (std::size_t t = 0; t < g.ids.size(); ++t) {
         completion[row + prompt_len + t] = 1.0f;
         sampler[row + prompt_len + t] = t < g.logprobs.size() ? g.logprobs[t] : 0.0f;
+        recorded[row + prompt_len + t] = t < g.logprobs.size() ? 1.0f : 0.0f;
       }
       mb.completion_tokens += static_cast<std::int64_t>(g.ids.size());
     }
@@ -107,6 +110,7 @@ inline std::vector<MicroBatch> pack_micro_batches(const Rollout& rollout, std::s
     mb.batch.attention_mask = make(attention, at::kFloat).to(at::kLong);
     mb.batch.completion_mask = make(completion, at::kFloat);
     mb.sampler_logprobs = make(sampler, at::kFloat);
+    mb.sampler_recorded = make(recorded, at::kFloat);
     out.push_back(std::move(mb));
     begin = end;
   }

@@ -119,6 +119,7 @@ struct UpdateStats {
   double sampler_prob_diff_mean = 0.0;
   double sampler_prob_diff_max = 0.0;
   double sampler_logprob_diff_mean = 0.0;
+  std::int64_t sampler_compared_tokens = 0;  ///< tokens compared (0: the sampler recorded no log-probs; the means are then 0)
   double entropy = 0.0;         ///< mean token entropy of the policy (first epoch)
   double grad_norm = 0.0;       ///< global gradient norm before clipping, mean over updates
   double lr = 0.0;              ///< learning rate of the last update
@@ -232,6 +233,8 @@ class Trainer {
                   std::to_string(requests.size()) + " requests");
     }
     r.link_samples();
+    const auto first_group = static_cast<std::size_t>(first_sample / static_cast<std::uint64_t>(options_.group_size));
+    for (std::size_t g = 0; g < r.prompts.size(); ++g) r.global_groups.push_back(first_group + g);
     return r;
   }
 
@@ -263,7 +266,8 @@ class Trainer {
     detail::Bf16AutocastScope autocast(options_.bf16_autocast);
     const std::int64_t pad_id = pad_token_id(r);
     // Fixed partition of the step's selected samples into mini-batches by their position j in the
-    // global order (every rank's selected samples, rank by rank): j goes to mini-batch j mod M.
+    // step's global group order (Rollout::global_groups; then in order within a group): j goes to
+    // mini-batch j mod M.
     // Every rank holds part of every mini-batch (so all ranks work on each optimizer step), and
     // the partition does not depend on the number of ranks (so W ranks form one process's
     // mini-batches exactly).
@@ -303,7 +307,7 @@ class Trainer {
     double mismatch[3] = {0.0, 0.0, 0.0};
     double mismatch_max = 0.0;
     auto compare_with_sampler = [&](const at::Tensor& trainer_logprobs, const MicroBatch& mb) {
-      const at::Tensor mask = mb.batch.completion_mask;
+      const at::Tensor mask = mb.batch.completion_mask * mb.sampler_recorded;  // tokens the sampler recorded
       const at::Tensor trained = trainer_logprobs.detach().to(at::kFloat).cpu();
       const at::Tensor prob_diff = (mb.sampler_logprobs.exp() - trained.exp()).abs() * mask;
       mismatch[0] += prob_diff.sum().item<double>();
@@ -390,6 +394,7 @@ class Trainer {
       comm_->all_reduce_max(largest);
       mismatch_max = largest.cpu().item<double>();
     }
+    stats.sampler_compared_tokens = static_cast<std::int64_t>(sums[11]);
     if (sums[11] > 0) {
       stats.sampler_prob_diff_mean = sums[9] / sums[11];
       stats.sampler_logprob_diff_mean = sums[10] / sums[11];
@@ -693,7 +698,6 @@ class Trainer {
     Drawn d;
     d.rollout = rollout(std::span(batch).subspan(first, share), step_,
                         (static_cast<std::uint64_t>(round) * prompts_n + first) * static_cast<std::uint64_t>(options_.group_size));
-    for (std::size_t g = 0; g < share; ++g) d.rollout.global_groups.push_back(static_cast<std::size_t>(round) * prompts_n + first + g);
     const auto t1 = Clock::now();
     d.table = score(d.rollout);
     d.adv = advantages(d.table);
@@ -712,10 +716,11 @@ class Trainer {
   Drawn draw_until_signal() {
     const auto G = static_cast<std::size_t>(options_.group_size);
     const auto prompts_n = static_cast<std::size_t>(options_.prompts_per_step);
-    std::vector<Drawn> rounds;
-    std::vector<std::pair<std::size_t, std::size_t>> kept;  // (round, this rank's group)
+    constexpr std::size_t K = num_rewards;
+    std::vector<std::vector<float>> rewards(K);  // the kept samples' rewards, reward by reward
     std::size_t kept_total = 0;
     Drawn out;
+    out.rollout.group_size = static_cast<std::int64_t>(G);
     while (out.rounds < options_.dynamic_sampling_rounds && kept_total < prompts_n) {
       Drawn d = draw(out.rounds);
       std::vector<std::size_t> signal;
@@ -735,11 +740,19 @@ class Trainer {
         if (static_cast<int>(q) < rank()) before += static_cast<std::size_t>(found[q]);
         round_total += static_cast<std::size_t>(found[q]);
       }
+      // This rank keeps its first `mine` groups with a signal; the round's other groups are dropped now.
       const std::size_t room = prompts_n - kept_total;
       const std::size_t mine = std::min(signal.size(), room > before ? room - before : 0);
       for (std::size_t j = 0; j < mine; ++j) {
-        kept.emplace_back(rounds.size(), signal[j]);
+        const std::size_t g = signal[j];
         out.rollout.global_groups.push_back(kept_total + before + j);  // round by round, rank by rank
+        out.rollout.prompts.push_back(d.rollout.prompts[g]);
+        out.rollout.templated.push_back(d.rollout.templated[g]);
+        for (std::size_t i = g * G; i < (g + 1) * G; ++i) {
+          out.rollout.generations.push_back(std::move(d.rollout.generations[i]));
+          out.adv.push_back(d.adv[i]);
+          for (std::size_t k = 0; k < K; ++k) rewards[k].push_back(d.table.row(k)[i]);
+        }
       }
       kept_total += std::min(round_total, room);
       out.groups_with_signal += static_cast<double>(round_total);
@@ -748,23 +761,9 @@ class Trainer {
       out.score_s += d.score_s;
       out.prompts_consumed += prompts_n;
       ++out.rounds;
-      rounds.push_back(std::move(d));
     }
-    // The kept groups as one rollout, with their rewards and advantages.
-    constexpr std::size_t K = num_rewards;
-    out.rollout.group_size = static_cast<std::int64_t>(G);
-    out.table = RewardTable(K, kept.size() * G);
-    for (const auto& [k, g] : kept) {
-      Rollout& from = rounds[k].rollout;
-      const std::size_t at = out.rollout.generations.size();
-      out.rollout.prompts.push_back(from.prompts[g]);
-      out.rollout.templated.push_back(from.templated[g]);
-      for (std::size_t j = 0; j < G; ++j) {
-        out.rollout.generations.push_back(std::move(from.generations[g * G + j]));
-        out.adv.push_back(rounds[k].adv[g * G + j]);
-        for (std::size_t r = 0; r < K; ++r) out.table.row(r)[at + j] = rounds[k].table.row(r)[g * G + j];
-      }
-    }
+    out.table = RewardTable(K, out.adv.size());
+    for (std::size_t k = 0; k < K; ++k) std::copy(rewards[k].begin(), rewards[k].end(), out.table.row(k).begin());
     out.rollout.link_samples();
     return out;
   }
@@ -885,7 +884,8 @@ class Trainer {
     row["entropy"] = u.entropy;
     row["sampler_mismatch"] = {{"prob_diff_mean", u.sampler_prob_diff_mean},
                                {"prob_diff_max", u.sampler_prob_diff_max},
-                               {"logprob_diff_mean", u.sampler_logprob_diff_mean}};
+                               {"logprob_diff_mean", u.sampler_logprob_diff_mean},
+                               {"tokens", u.sampler_compared_tokens}};
     row["grad_norm"] = u.grad_norm;
     row["lr"] = u.lr;
     row["updates"] = u.updates;

@@ -835,6 +835,16 @@ TEST_CASE("sharded optimizer state: each rank keeps its tensors' moments; steps 
   }
   CHECK_FALSE(at::allclose(theta, at::zeros({5}, at::kDouble)));
   CHECK_FALSE(at::allclose(phi, at::zeros({5}, at::kDouble)));
+  {
+    // The 2-rank checkpoint also resumes in one process, continuing the same run.
+    ToyPolicy policy(6, true);
+    grpo::Trainer trainer(policy, grpo::RewardSet{share_of_a}, grpo::GroupNormalized{}, grpo::ClippedSurrogateLoss{},
+                          toy_prompts(), configure(dir / "one_after_two", 5));
+    trainer.resume(dir / "sharded" / "checkpoints" / "step-000003");
+    trainer.train();
+    CHECK(at::allclose(policy.theta().detach(), theta, 0, 1e-12));
+    CHECK(at::allclose(policy.phi().detach(), phi, 0, 1e-12));
+  }
 
   // Three ranks, two tensors: rank 2 owns none and still takes part in every step.
   at::Tensor theta3;

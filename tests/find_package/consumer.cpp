@@ -1,6 +1,8 @@
 // A user's program built against the *installed* grpo package (tests/find_package): it composes
 // rewards at compile time and checks results derived by hand, so a broken install fails here.
 #include <grpo/grpo.hpp>
+#include <grpo/distributed/process_group.hpp>  // c10d + Gloo headers through the installed package
+#include <torch/csrc/distributed/c10d/HashStore.hpp>
 
 #include <ATen/ops/tensor.h>
 
@@ -38,6 +40,19 @@ int main() {
   expect(std::abs(adv[0]) < 1e-6 && std::abs(adv[1]) < 1e-6, "balanced advantages cancel");
   const auto t = grpo::Balanced<2>{.weights = {1.0, 0.0}}.compute(at::tensor({0.5f, 1.0f, 1.0f, 0.0f}).view({2, 2}), 2);
   expect(std::abs(t[0].item<float>() + 0.70710678f) < 1e-5, "tensor path, weight on the length reward only");
+
+  // A Gloo group of one rank (what torchrun's ranks join, here without a launcher): sums are the
+  // identity, and the environment without WORLD_SIZE is a world of one.
+  {
+    auto backend = c10::make_intrusive<c10d::ProcessGroupGloo>(c10::make_intrusive<c10d::HashStore>(), 0, 1,
+                                                               c10d::ProcessGroupGloo::Options::create_default());
+    grpo::ProcessGroupCommunicator comm(backend, c10::Device(c10::kCPU));
+    const auto sums = grpo::all_reduce_sum(comm, std::vector<double>{1.5, 2.0});
+    at::Tensor x = at::tensor({3.0f});
+    comm.all_reduce_sum(x);
+    expect(sums == std::vector<double>{1.5, 2.0} && x.item<float>() == 3.0f, "Gloo world of one");
+    expect(grpo::LaunchEnv{}.world_size == 1, "LaunchEnv defaults to a world of one");
+  }
 
   std::printf("consumer: grpo %s found, linked and checked (%d failures)\n", grpo::version_string, failures);
   return failures == 0 ? 0 : 1;

@@ -543,7 +543,17 @@ void run_train(const TrainArgs& args) {
 
 // ---- train-rm --------------------------------------------------------------------------
 
+/// train-rm and eval are one-process commands: copies started by torchrun would all write the
+/// same files.
+void refuse_launcher(const char* command) {
+  if (grpo::LaunchEnv::from_environment().distributed()) {
+    throw grpo::Error(std::string(command) + ": runs in one process, but WORLD_SIZE says this is one of several ranks; "
+                      "start it without torchrun (only `train` is data-parallel)");
+  }
+}
+
 void run_train_rm(const TrainArgs& args) {
+  refuse_launcher("train-rm");
   RunContext ctx;
   ctx.config = lwz::load_config(args.config, args.set);
   Section r(&ctx.config.root, "", &ctx.config);
@@ -571,6 +581,7 @@ struct EvalArgs {
 };
 
 void run_eval(const EvalArgs& args) {
+  refuse_launcher("eval");
   const c10::Device device(args.device);
   const grpo::Qwen2LoadOptions load{.device = device, .dtype = parse_dtype(args.dtype)};
   auto policy = grpo::Qwen2Policy::load(args.model, load);

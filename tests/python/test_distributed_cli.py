@@ -131,3 +131,12 @@ def test_a_half_set_environment_is_named(tmp_path):
     result = subprocess.run([str(PROGRAM), "train", "--config", str(config)], capture_output=True, timeout=60, env=env)
     assert result.returncode != 0
     assert "MASTER_ADDR" in result.stderr.decode() and "torchrun" in result.stderr.decode()
+
+
+def test_one_process_commands_refuse_a_launcher(tmp_path):
+    config = dp_config(tmp_path)
+    env = dict(os.environ, WORLD_SIZE="2", RANK="1", MASTER_ADDR="127.0.0.1", MASTER_PORT="1")
+    for command in (["train-rm", "--config", str(config)], ["eval", "--model", str(MODEL), "--input", str(tmp_path / "prompts.jsonl")]):
+        result = subprocess.run([str(PROGRAM), *command], capture_output=True, timeout=60, env=env)
+        assert result.returncode != 0
+        assert f"{command[0]}: runs in one process" in result.stderr.decode() and "torchrun" in result.stderr.decode()

@@ -14,7 +14,8 @@
 //                                     counts taken over every rank, so the sum is the gradient of
 //                                     the whole batch, not an average of per-rank means
 //   broadcast_parameters(comm, ps)    every rank starts from rank 0's weights
-//   all_reduce_sum(comm, doubles)     host numbers (token counts, metric sums)
+//   all_reduce_sum/max(comm, doubles) host numbers (token counts, metric sums, peaks)
+//   all_gather(comm, double)          every rank's number (counts that differ between ranks)
 //   all_gather(comm, string)          every rank's text (the completions table)
 //   all_gather_rows(comm, rows)       every rank's rows, counts may differ (per-sample metrics)
 
@@ -123,15 +124,36 @@ inline void broadcast(Communicator& comm, std::span<at::Tensor> tensors, int roo
   detail::for_each_bucket(comm, tensors, bucket_bytes, [&](at::Tensor& b) { comm.broadcast(b, root); });
 }
 
-/// Host numbers summed over ranks (in float64).
-inline std::vector<double> all_reduce_sum(Communicator& comm, std::vector<double> values) {
+namespace detail {
+/// Host numbers through a float64 collective `op` (in place on a tensor on comm.device()).
+template <class Op>
+std::vector<double> reduce_host(Communicator& comm, std::vector<double> values, Op op) {
   if (comm.world_size() == 1 || values.empty()) return values;
   at::Tensor t = at::from_blob(values.data(), {static_cast<std::int64_t>(values.size())}, at::kDouble)
                      .to(comm.device(), /*non_blocking=*/false, /*copy=*/true);
-  comm.all_reduce_sum(t);
+  op(t);
   t = t.cpu();
   const double* p = t.data_ptr<double>();
   return std::vector<double>(p, p + values.size());
+}
+}  // namespace detail
+
+/// Host numbers summed over ranks (in float64).
+inline std::vector<double> all_reduce_sum(Communicator& comm, std::vector<double> values) {
+  return detail::reduce_host(comm, std::move(values), [&](at::Tensor& t) { comm.all_reduce_sum(t); });
+}
+
+/// Host numbers, each the largest over ranks (in float64).
+inline std::vector<double> all_reduce_max(Communicator& comm, std::vector<double> values) {
+  return detail::reduce_host(comm, std::move(values), [&](at::Tensor& t) { comm.all_reduce_max(t); });
+}
+
+/// Every rank's number, in rank order, on every rank.
+inline std::vector<double> all_gather(Communicator& comm, double value) {
+  if (comm.world_size() == 1) return {value};
+  const at::Tensor all =
+      comm.all_gather(at::full({1}, value, at::TensorOptions(at::kDouble).device(comm.device()))).cpu().contiguous();
+  return std::vector<double>(all.data_ptr<double>(), all.data_ptr<double>() + all.numel());
 }
 
 /// Every rank's rows [n_r, ...] concatenated in rank order, on every rank; n_r may differ between
@@ -139,34 +161,31 @@ inline std::vector<double> all_reduce_sum(Communicator& comm, std::vector<double
 inline at::Tensor all_gather_rows(Communicator& comm, const at::Tensor& rows) {
   if (comm.world_size() == 1) return rows;
   const auto on = at::TensorOptions().device(comm.device());
-  const at::Tensor counts =
-      comm.all_gather(at::full({1}, static_cast<double>(rows.size(0)), on.dtype(at::kDouble))).cpu().contiguous();
-  const double* n = counts.data_ptr<double>();
-  const auto longest = static_cast<std::int64_t>(*std::max_element(n, n + comm.world_size()));
+  const std::vector<double> n = all_gather(comm, static_cast<double>(rows.size(0)));
+  const auto longest = static_cast<std::int64_t>(*std::max_element(n.begin(), n.end()));
   std::vector<std::int64_t> shape(rows.sizes().begin(), rows.sizes().end());
   shape[0] = std::max<std::int64_t>(longest, 1);  // no zero-size collective when every rank has none
   at::Tensor padded = at::zeros(shape, on.dtype(rows.scalar_type()));
   if (rows.size(0) > 0) padded.narrow(0, 0, rows.size(0)).copy_(rows);
   const at::Tensor all = comm.all_gather(padded);
   std::vector<at::Tensor> parts;
-  for (int r = 0; r < comm.world_size(); ++r) parts.push_back(all.narrow(0, r * shape[0], static_cast<std::int64_t>(n[r])));
+  for (std::size_t r = 0; r < n.size(); ++r)
+    parts.push_back(all.narrow(0, static_cast<std::int64_t>(r) * shape[0], static_cast<std::int64_t>(n[r])));
   return at::cat(parts);
 }
 
 /// Every rank's string, in rank order, on every rank (any lengths; bytes travel as uint8).
 inline std::vector<std::string> all_gather(Communicator& comm, const std::string& text) {
   if (comm.world_size() == 1) return {text};
-  at::Tensor length = at::full({1}, static_cast<double>(text.size()), at::TensorOptions(at::kDouble).device(comm.device()));
-  const at::Tensor lengths = comm.all_gather(length).cpu();
-  std::int64_t longest = 0;
-  for (int r = 0; r < comm.world_size(); ++r) longest = std::max(longest, static_cast<std::int64_t>(lengths[r].item<double>()));
+  const std::vector<double> lengths = all_gather(comm, static_cast<double>(text.size()));
+  const auto longest = static_cast<std::int64_t>(*std::max_element(lengths.begin(), lengths.end()));
   at::Tensor bytes = at::zeros({1, std::max<std::int64_t>(longest, 1)}, at::kByte);
   std::copy(text.begin(), text.end(), reinterpret_cast<char*>(bytes.data_ptr<std::uint8_t>()));
   const at::Tensor all = comm.all_gather(bytes.to(comm.device())).cpu().contiguous();
   std::vector<std::string> out;
   for (int r = 0; r < comm.world_size(); ++r) {
     const auto* row = reinterpret_cast<const char*>(all[r].data_ptr<std::uint8_t>());
-    out.emplace_back(row, static_cast<std::size_t>(lengths[r].item<double>()));
+    out.emplace_back(row, static_cast<std::size_t>(lengths[static_cast<std::size_t>(r)]));
   }
   return out;
 }

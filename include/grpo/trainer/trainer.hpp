@@ -21,7 +21,6 @@
 #include <ATen/core/grad_mode.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
-#include <ATen/ops/full.h>
 #include <ATen/ops/tensor.h>
 #include <ATen/ops/zeros.h>
 #include <fmt/format.h>
@@ -390,9 +389,7 @@ class Trainer {
                              static_cast<double>(local_tokens), mismatch[0], mismatch[1], mismatch[2]};
     if (comm_) {
       sums = all_reduce_sum(*comm_, std::move(sums));
-      at::Tensor largest = at::full({1}, mismatch_max, at::TensorOptions(at::kDouble).device(comm_->device()));
-      comm_->all_reduce_max(largest);
-      mismatch_max = largest.cpu().item<double>();
+      mismatch_max = all_reduce_max(*comm_, {mismatch_max}).front();
     }
     stats.sampler_compared_tokens = static_cast<std::int64_t>(sums[11]);
     if (sums[11] > 0) {
@@ -730,11 +727,8 @@ class Trainer {
           signal.push_back(g);
       }
       // How many groups with a signal each rank found; ranks before this one come first.
-      std::vector<double> found{static_cast<double>(signal.size())};
-      if (comm_ && comm_->world_size() > 1) {
-        const at::Tensor all = comm_->all_gather(at::full({1}, found[0], at::TensorOptions(at::kDouble).device(comm_->device()))).cpu();
-        found.assign(all.data_ptr<double>(), all.data_ptr<double>() + all.numel());
-      }
+      const std::vector<double> found = comm_ ? all_gather(*comm_, static_cast<double>(signal.size()))
+                                              : std::vector<double>{static_cast<double>(signal.size())};
       std::size_t before = 0, round_total = 0;
       for (std::size_t q = 0; q < found.size(); ++q) {
         if (static_cast<int>(q) < rank()) before += static_cast<std::size_t>(found[q]);
@@ -828,12 +822,9 @@ class Trainer {
     if (!comm_ || comm_->world_size() == 1) return memory;
     std::vector<double> values;
     for (const auto& [key, value] : memory.items()) values.push_back(value.template get<double>());
-    at::Tensor t = at::from_blob(values.data(), {static_cast<std::int64_t>(values.size())}, at::kDouble)
-                       .to(comm_->device(), /*non_blocking=*/false, /*copy=*/true);
-    comm_->all_reduce_max(t);
-    t = t.cpu();
+    values = all_reduce_max(*comm_, std::move(values));
     std::size_t i = 0;
-    for (auto& [key, value] : memory.items()) value = t.data_ptr<double>()[i++];
+    for (auto& [key, value] : memory.items()) value = values[i++];
     return memory;
   }
 

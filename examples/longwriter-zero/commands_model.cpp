@@ -110,6 +110,7 @@ const char* finish_reason_name(grpo::FinishReason reason) {
 void add_generate(CLI::App& app) {
   struct Options {
     std::string model;
+    std::string adapter;
     std::string input;
     std::string prompt_field = "prompt";
     Placement placement;
@@ -136,6 +137,8 @@ void add_generate(CLI::App& app) {
           std::string(" ") + lwz::jsonl_contract);
   cmd->add_option("--model", o->model, "Hugging Face checkpoint folder (config.json, safetensors, tokenizer.json)")
       ->required();
+  cmd->add_option("--adapter", o->adapter,
+                  "PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors) applied on top of --model");
   cmd->add_option("--input", o->input, "JSONL file, or - for standard input")->default_str("-");
   cmd->add_option("--prompt-field", o->prompt_field, "the string field holding the prompt")->capture_default_str();
   o->placement.add_to(cmd);
@@ -154,6 +157,7 @@ void add_generate(CLI::App& app) {
   cmd->callback([o] {
     const fs::path folder = o->model;
     auto policy = grpo::Qwen2Policy::load(folder, o->placement.load_options());
+    if (!o->adapter.empty()) grpo::load_lora_adapter(*policy.model(), o->adapter);
     policy.model()->eval();
     grpo::SamplingOptions sampling{.temperature = o->temperature,
                                    .top_p = o->top_p,
@@ -201,6 +205,7 @@ void add_generate(CLI::App& app) {
 void add_logprobs(CLI::App& app) {
   struct Options {
     std::string model;
+    std::string adapter;
     std::string input;
     Placement placement;
     double temperature = 1.0;
@@ -219,6 +224,8 @@ void add_logprobs(CLI::App& app) {
           std::string(" ") + lwz::jsonl_contract);
   cmd->add_option("--model", o->model, "Hugging Face checkpoint folder (config.json, safetensors, tokenizer.json)")
       ->required();
+  cmd->add_option("--adapter", o->adapter,
+                  "PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors) applied on top of --model");
   cmd->add_option("--input", o->input, "JSONL file, or - for standard input")->default_str("-");
   o->placement.add_to(cmd);
   cmd->add_option("--temperature", o->temperature, "divides the logits before the softmax (> 0)")->capture_default_str();
@@ -230,6 +237,7 @@ void add_logprobs(CLI::App& app) {
     if (!(o->temperature > 0.0)) throw grpo::Error("--temperature: expected > 0, found " + std::to_string(o->temperature));
     auto policy = grpo::Qwen2Policy::load(o->model, o->placement.load_options(),
                                           {.logprob_chunk_size = o->chunk_size, .compute_entropy = o->entropy});
+    if (!o->adapter.empty()) grpo::load_lora_adapter(*policy.model(), o->adapter);
     policy.model()->eval();
     const auto vocab = policy.model()->config().vocab_size;
     transform_jsonl_batches(o->input, o->batch_size, [&](std::vector<NumberedRow>& batch, auto&& where) {

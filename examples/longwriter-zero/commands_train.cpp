@@ -135,6 +135,7 @@ struct PolicySpec {
   bool activation_checkpointing = false;
   std::int64_t logprob_chunk = 1024;
   std::vector<std::string> freeze;  // parameter-name patterns left out of the RL update
+  std::optional<grpo::LoraOptions> lora;  // train LoRA adapters only (policy.lora)
   // warm-up (supervised), only with init
   std::optional<fs::path> warmup_data;
   grpo::SftOptions warmup;
@@ -154,6 +155,16 @@ PolicySpec read_policy(Section s, const RunContext& ctx) {
   p.activation_checkpointing = s.boolean("activation_checkpointing", false);
   p.logprob_chunk = s.integer("logprob_chunk_size", 1024);
   p.freeze = s.strings("freeze", {});
+  if (!s.raw("lora").is_null()) {
+    auto l = s.section("lora");
+    grpo::LoraOptions lora;
+    lora.rank = l.integer("rank", lora.rank);
+    lora.alpha = l.number("alpha", lora.alpha);
+    lora.target_modules = l.strings("target_modules", lora.target_modules);
+    lora.use_rslora = l.boolean("use_rslora", false);
+    l.finish();
+    p.lora = lora;
+  }
   auto init = s.section("init");
   if (!p.model) {
     p.init_config = init.raw("config");
@@ -498,6 +509,23 @@ void run_train(const TrainArgs& args) {
     ctx.reuse_only = true;
   }
   auto policy = build_policy(policy_spec, ctx, options.prompt);
+  if (policy_spec.lora) {
+    torch::manual_seed(ctx.seed);  // the adapters' initial A: the same on every run (and rank) of this seed
+    std::int64_t adapted = 0;
+    try {
+      adapted = policy.add_lora(*policy_spec.lora);
+    } catch (const grpo::Error& e) {
+      throw grpo::Error(ctx.config.source + ": policy.lora: " + e.what());
+    }
+    std::int64_t trained = 0, total = 0;
+    for (auto& t : policy.parameters()) {
+      total += t.numel();
+      trained += t.requires_grad() ? t.numel() : 0;
+    }
+    std::fprintf(stderr, "policy: LoRA rank %lld, alpha %g on %lld projections: %lld of %lld parameters trained\n",
+                 static_cast<long long>(policy_spec.lora->rank), policy_spec.lora->alpha, static_cast<long long>(adapted),
+                 static_cast<long long>(trained), static_cast<long long>(total));
+  }
   if (!policy_spec.freeze.empty()) {
     const auto frozen = grpo::freeze_parameters(policy, policy_spec.freeze);
     std::int64_t frozen_count = 0, total = 0;
@@ -517,7 +545,9 @@ void run_train(const TrainArgs& args) {
                dataset.size(), dataset.dropped(), static_cast<long long>(options.steps),
                static_cast<long long>(options.prompts_per_step), static_cast<long long>(options.group_size));
   std::optional<grpo::Qwen2Policy> reference;
-  if (loss.kl_coef > 0) {
+  if (loss.kl_coef > 0 && policy_spec.lora) {
+    reference.emplace(policy.base_model_view());  // the base model: the policy with its adapters off, no second copy
+  } else if (loss.kl_coef > 0) {
     reference.emplace(grpo::Qwen2Policy::load(policy_spec.model ? *policy_spec.model : ctx.output_dir / "base-policy",
                                               {.device = ctx.device, .dtype = ctx.dtype}));
     for (auto& p : reference->parameters()) p.set_requires_grad(false);

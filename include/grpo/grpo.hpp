@@ -47,6 +47,7 @@
 // Qwen2: tokenizer, model, sampling
 #include "grpo/tokenizer/tokenizer.hpp"
 #include "grpo/tokenizer/incremental_decoder.hpp"
+#include "grpo/model/lora.hpp"
 #include "grpo/model/qwen2_config.hpp"
 #include "grpo/model/qwen2.hpp"
 #include "grpo/model/qwen2_checkpoint.hpp"

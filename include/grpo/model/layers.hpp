@@ -14,12 +14,14 @@
 #include <ATen/ops/embedding.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/linear.h>
+#include <ATen/ops/matmul.h>
 #include <ATen/ops/rsqrt.h>
 #include <c10/core/TensorOptions.h>
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -79,11 +81,32 @@ class ProjectionImpl : public torch::nn::Module {
     if (bias) this->bias = register_parameter("bias", detail::make_parameter({out_features}, options, 0.0, false));
   }
 
-  // x: [..., in] -> [..., out]
-  at::Tensor forward(const at::Tensor& x) { return at::linear(x, weight, bias.defined() ? std::optional<at::Tensor>(bias) : std::nullopt); }
+  // x: [..., in] -> [..., out]. With a LoRA adapter (grpo/model/lora.hpp), as PEFT computes it:
+  // y = x W^T + b + scaling * (x A^T) B^T, the adapter's term in the adapter's dtype (x cast to
+  // it) and the sum cast back to the base output's dtype.
+  at::Tensor forward(const at::Tensor& x) {
+    auto y = at::linear(x, weight, bias.defined() ? std::optional<at::Tensor>(bias) : std::nullopt);
+    if (!lora_A || !lora_enabled) return y;
+    const auto low = at::linear(x.to(lora_A->weight.scalar_type()), lora_A->weight);
+    return (y + at::linear(low, lora_B->weight) * lora_scaling).to(y.scalar_type());
+  }
+
+  /// The weight the layer applies: W, or with an adapter W + scaling * B A (computed in float32
+  /// and rounded to W's dtype once, as PEFT's merge does).
+  at::Tensor effective_weight() const {
+    if (!lora_A) return weight.detach();
+    const auto delta = at::matmul(lora_B->weight.detach().to(at::kFloat), lora_A->weight.detach().to(at::kFloat));
+    return (weight.detach().to(at::kFloat) + delta * lora_scaling).to(weight.scalar_type());
+  }
 
   at::Tensor weight;
   at::Tensor bias;  ///< undefined without bias
+  /// LoRA adapter (PEFT's names: "lora_A.weight" [rank, in], "lora_B.weight" [out, rank]); null
+  /// without one. Added by grpo::add_lora.
+  std::shared_ptr<ProjectionImpl> lora_A;
+  std::shared_ptr<ProjectionImpl> lora_B;
+  double lora_scaling = 0.0;  ///< alpha / rank (alpha / sqrt(rank) with rsLoRA)
+  bool lora_enabled = true;   ///< false: forward computes the base layer only (the adapter is kept)
 };
 TORCH_MODULE(Projection);
 

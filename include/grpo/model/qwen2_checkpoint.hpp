@@ -7,13 +7,15 @@
 // shape, and every tensor of the checkpoint must be used, except the ones transformers also
 // ignores (lm_head.weight of a tied model, the rotary inv_freq buffers some old checkpoints
 // carry). Saving writes what transformers 5.24 writes: no lm_head.weight when tied, "dtype" in
-// config.json, shards above ShardOptions' size, atomically (a crash leaves the old folder).
+// config.json, shards above ShardOptions' size, atomically (a crash leaves the old folder). A model
+// with LoRA adapters (grpo/model/lora.hpp) is saved merged, with the adapters in adapter/.
 
 #include <ATen/core/Tensor.h>
 #include <ATen/core/grad_mode.h>
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -22,6 +24,7 @@
 #include "grpo/core/error.hpp"
 #include "grpo/io/atomic_file.hpp"
 #include "grpo/io/safetensors.hpp"
+#include "grpo/model/lora.hpp"
 #include "grpo/model/qwen2.hpp"
 #include "grpo/model/qwen2_config.hpp"
 
@@ -42,6 +45,9 @@ struct Qwen2SaveOptions {
   /// vocab.json, merges.txt, special_tokens_map.json, added_tokens.json, generation_config.json,
   /// chat_template.jinja) are copied next to the weights, when present; empty = none (default).
   std::filesystem::path copy_files_from = {};
+  /// For a model with LoRA adapters: the base model's name or folder, written into
+  /// adapter/adapter_config.json (base_model_name_or_path); may be empty.
+  std::string base_model = {};
 };
 
 namespace detail {
@@ -95,16 +101,24 @@ inline void check_architecture(const Qwen2Config& config, Qwen2Architecture expe
 
 inline void save_checkpoint(torch::nn::Module& module, Qwen2Config config, const std::filesystem::path& folder,
                             const Qwen2SaveOptions& options) {
+  // An adapted projection is saved merged (W + scaling B A): the folder is a plain model to
+  // transformers; the adapters themselves go to adapter/ (PEFT layout).
+  std::map<std::string, at::Tensor> merged;
+  const auto adapted = lora_projections(module);
+  for (const auto& [name, projection] : adapted) merged.emplace(name + ".weight", projection->effective_weight());
   io::NamedTensors tensors;
   c10::ScalarType dtype = c10::kFloat;
   for (const auto& item : module.named_parameters()) {
-    tensors.emplace_back(item.key(), item.value().detach());
+    if (is_lora_parameter(item.key())) continue;
+    const auto it = merged.find(item.key());
+    tensors.emplace_back(item.key(), it != merged.end() ? it->second : item.value().detach());
     dtype = item.value().scalar_type();
   }
   config.torch_dtype = dtype_name(dtype);
   io::StagedDirectory stage(folder);
   save_qwen2_config(config, stage.path());
   io::save_sharded_safetensors(stage.path(), tensors, io::ShardOptions{.max_shard_bytes = options.max_shard_bytes});
+  if (!adapted.empty()) save_lora_adapter(module, stage.path() / "adapter", options.base_model);
   if (!options.copy_files_from.empty()) {
     for (const char* name : {"tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt",
                              "special_tokens_map.json", "added_tokens.json", "generation_config.json",

@@ -15,6 +15,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <filesystem>
+#include <map>
+#include <memory>
 #include <span>
 #include <string>
 #include <utility>
@@ -23,6 +25,7 @@
 #include "grpo/concepts/policy.hpp"
 #include "grpo/core/error.hpp"
 #include "grpo/loss/token_logprobs.hpp"
+#include "grpo/model/lora.hpp"
 #include "grpo/model/qwen2.hpp"
 #include "grpo/model/qwen2_checkpoint.hpp"
 #include "grpo/sampling/generate.hpp"
@@ -39,6 +42,9 @@ struct Qwen2PolicyOptions {
   bool compute_entropy = true;
   /// Prompts may contain special tokens written out (<|im_start|> in ChatML); default true.
   bool allow_special_in_prompts = true;
+  /// With LoRA adapters (grpo/model/lora.hpp): false computes the base model (adapters switched
+  /// off while this policy generates or scores), see Qwen2Policy::base_model_view. Default true.
+  bool use_lora_adapters = true;
 };
 
 /// A right-padded TokenBatch from prompt and completion ids: input_ids = prompt + completion,
@@ -163,11 +169,13 @@ class Qwen2Policy {
 
   /// generate() from token ids.
   std::vector<Generation> generate_ids(std::span<const std::vector<std::int64_t>> prompt_ids, const SamplingOptions& options) {
+    const auto base_only = adapters_off();
     return grpo::generate(model_, prompt_ids, options, &tokenizer_);
   }
 
   /// teacher_forced_logprobs with this policy's chunk size and entropy setting.
   TokenLogprobs logprobs(const TokenBatch& batch, double temperature) {
+    const auto base_only = adapters_off();
     return teacher_forced_logprobs(model_, batch,
                                    TokenLogprobOptions{.chunk_size = options_.logprob_chunk_size,
                                                        .temperature = temperature,
@@ -189,7 +197,53 @@ class Qwen2Policy {
   void save_pretrained(const std::filesystem::path& folder, const Qwen2SaveOptions& options = {}) {
     auto save = options;
     if (save.copy_files_from.empty()) save.copy_files_from = source_folder_;
+    if (save.base_model.empty()) save.base_model = source_folder_.string();
     save_qwen2(model_, folder, save);
+  }
+
+  /// Adds LoRA adapters (grpo::add_lora: every other parameter is frozen, so a trainer built on
+  /// this policy trains the adapters only). Returns the number of adapted projections.
+  std::int64_t add_lora(const LoraOptions& options) { return grpo::add_lora(*model_, options); }
+
+  /// The same model with its adapters switched off while this view generates or scores: the base
+  /// model, as the KL reference of a LoRA run, without a second copy of the weights. It shares
+  /// the weights (and the adapters) with this policy.
+  [[nodiscard]] Qwen2Policy base_model_view() const {
+    Qwen2Policy view = *this;
+    view.options_.use_lora_adapters = false;
+    return view;
+  }
+
+  /// Restores the weights of a checkpoint folder this policy's save_pretrained wrote (the
+  /// trainer's resume calls it). Without adapters: every parameter, by name and shape. With
+  /// adapters: the adapters, from folder/adapter; the base weights stay the ones this policy was
+  /// loaded with, and the folder's (merged) weights must equal what they and the adapters give,
+  /// up to rounding, else the checkpoint was trained from another base model (grpo::Error).
+  void restore_weights(const std::filesystem::path& folder) {
+    at::NoGradGuard no_grad;
+    const auto checkpoint = io::SafetensorsCheckpoint::open(folder);
+    const auto adapted = lora_projections(*model_);
+    if (adapted.empty()) {
+      for (auto& [name, param] : named_parameters()) param.copy_(load_named(checkpoint, folder, name, param));
+      return;
+    }
+    load_lora_weights(*model_, folder / "adapter");
+    std::map<std::string, at::Tensor> merged;
+    for (const auto& [name, projection] : adapted) merged.emplace(name + ".weight", projection->effective_weight());
+    for (auto& [name, param] : named_parameters()) {
+      if (is_lora_parameter(name)) continue;
+      const auto saved = load_named(checkpoint, folder, name, param);
+      const auto it = merged.find(name);
+      const auto expected = it != merged.end() ? it->second : param.detach();
+      const double eps = param.scalar_type() == at::kBFloat16 ? 7.8125e-3 : param.scalar_type() == at::kHalf ? 9.77e-4 : 1.2e-7;
+      const double tolerance = 4 * eps * (expected.abs().max().item<double>() + 1e-12);
+      const double diff = (saved.to(at::kFloat) - expected.to(at::kFloat)).abs().max().item<double>();
+      if (!(diff <= tolerance)) {
+        throw Error(folder.string() + ": tensor '" + name + "' differs from this policy's base weights" +
+                    (it != merged.end() ? " plus the checkpoint's adapter" : "") + " (max |difference| " +
+                    std::to_string(diff) + "); the checkpoint was trained from another base model: load that one");
+      }
+    }
   }
 
   Qwen2Model& model() { return model_; }
@@ -197,6 +251,23 @@ class Qwen2Policy {
   const Qwen2PolicyOptions& options() const { return options_; }
 
  private:
+  /// Adapters off for the scope when this is a base-model view; nothing otherwise.
+  [[nodiscard]] std::unique_ptr<LoraDisabled> adapters_off() {
+    return options_.use_lora_adapters ? nullptr : std::make_unique<LoraDisabled>(*model_);
+  }
+
+  static at::Tensor load_named(const io::SafetensorsCheckpoint& checkpoint, const std::filesystem::path& folder,
+                               const std::string& name, const at::Tensor& param) {
+    if (!checkpoint.contains(name)) {
+      throw Error(folder.string() + ": missing tensor '" + name + "' of the policy; resume with the same model architecture");
+    }
+    const auto value = checkpoint.load(name, {.device = param.device(), .dtype = param.scalar_type()});
+    if (!value.sizes().equals(param.sizes())) {
+      throw Error(folder.string() + ": tensor '" + name + "' has the wrong shape for this policy");
+    }
+    return value;
+  }
+
   Qwen2Model model_;
   Tokenizer tokenizer_;
   Qwen2PolicyOptions options_;

@@ -232,8 +232,10 @@ TrainerState load_checkpoint(const std::filesystem::path& path, P& policy, torch
                              std::vector<at::Tensor> params = {}) {
   if (params.empty()) params = detail::optimizer_params(optimizer);
   const auto folder = resolve_checkpoint(path);
-  const auto checkpoint = io::SafetensorsCheckpoint::open(folder / "policy");
-  {
+  if constexpr (requires { policy.restore_weights(folder / "policy"); }) {
+    policy.restore_weights(folder / "policy");  // the policy knows its layout (Qwen2Policy: LoRA adapters)
+  } else {
+    const auto checkpoint = io::SafetensorsCheckpoint::open(folder / "policy");
     at::NoGradGuard no_grad;
     auto named = policy.named_parameters();
     for (auto& [name, param] : named) {

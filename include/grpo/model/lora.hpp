@@ -1,0 +1,330 @@
+#pragma once
+// LoRA adapters for the Qwen2 model, in the layout of Hugging Face PEFT (peft 0.21, LoraConfig).
+//
+// add_lora(model, options) gives each targeted projection of every decoder layer (q/k/v/o_proj,
+// gate/up/down_proj by default) two small matrices, lora_A [rank, in] and lora_B [out, rank]:
+//   y = x W^T + b + scaling * (x A^T) B^T,   scaling = alpha / rank (alpha / sqrt(rank), rsLoRA)
+// and freezes every other parameter, so the trainer, which optimises what requires a gradient,
+// trains the adapters only: AdamW moments and gradient sums for a few million numbers instead of
+// the whole model (what lets a 32B policy train on one 141 GB GPU, its weights replicated).
+// A starts uniform in +-1/sqrt(in) (PEFT's kaiming_uniform(a=sqrt(5))), B at zero: the adapted
+// model starts as the base model. No dropout: generation and teacher forcing must compute the
+// same function (PEFT's lora_dropout is refused on add_lora and ignored on loading an adapter).
+//
+// Files (what PEFT's save_pretrained writes and PeftModel.from_pretrained reads):
+//   adapter_config.json          peft_type LORA, r, lora_alpha, target_modules, use_rslora, ...
+//   adapter_model.safetensors    "base_model.model.<module>.lora_A.weight" / ".lora_B.weight"
+// save_qwen2 on an adapted model writes the merged weights (W + scaling B A, what transformers
+// loads) and the adapter in an "adapter" subfolder.
+
+#include <ATen/core/Tensor.h>
+#include <ATen/core/grad_mode.h>
+#include <c10/core/TensorOptions.h>
+#include <nlohmann/json.hpp>
+#include <torch/nn/module.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "grpo/core/error.hpp"
+#include "grpo/io/atomic_file.hpp"
+#include "grpo/io/safetensors.hpp"
+#include "grpo/model/layers.hpp"
+
+namespace grpo {
+
+/// Which projections get an adapter and how it is sized (PEFT's LoraConfig fields).
+struct LoraOptions {
+  std::int64_t rank = 8;  ///< r: inner dimension of each adapter; default 8
+  double alpha = 16.0;    ///< lora_alpha: the update is scaled by alpha / rank; default 16
+  /// Projections to adapt, by their last name component; any of q_proj, k_proj, v_proj, o_proj,
+  /// gate_proj, up_proj, down_proj. Default: all seven.
+  std::vector<std::string> target_modules = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+  bool use_rslora = false;                 ///< scale by alpha / sqrt(rank) instead; default false
+  c10::ScalarType dtype = c10::kFloat;     ///< adapter dtype (PEFT keeps adapters in float32); default float32
+  /// true: B = 0 (the adapted model starts as the base, PEFT's default); false: B uniform in
+  /// +-1/sqrt(rank) too (PEFT's init_lora_weights=False, for tests). Default true.
+  bool zero_init_b = true;
+
+  [[nodiscard]] double scaling() const {
+    return use_rslora ? alpha / std::sqrt(static_cast<double>(rank)) : alpha / static_cast<double>(rank);
+  }
+};
+
+namespace detail {
+
+inline const std::vector<std::string>& lora_target_names() {
+  static const std::vector<std::string> names = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+  return names;
+}
+
+inline std::string last_component(const std::string& name) {
+  const auto dot = name.rfind('.');
+  return dot == std::string::npos ? name : name.substr(dot + 1);
+}
+
+inline void check_lora_options(const LoraOptions& options, const std::string& where) {
+  if (options.rank <= 0) throw Error(where + ": rank (r): expected > 0, found " + std::to_string(options.rank));
+  if (!(options.alpha > 0.0) || !std::isfinite(options.alpha)) {
+    throw Error(where + ": alpha (lora_alpha): expected a finite number > 0, found " + std::to_string(options.alpha));
+  }
+  if (options.target_modules.empty()) throw Error(where + ": target_modules: expected at least one projection name");
+  for (const auto& target : options.target_modules) {
+    const auto& known = lora_target_names();
+    if (std::find(known.begin(), known.end(), target) == known.end()) {
+      throw Error(where + ": target_modules: unknown projection '" + target +
+                  "'; expected any of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj");
+    }
+  }
+  check_floating_dtype(options.dtype, (where + ": dtype").c_str());
+}
+
+}  // namespace detail
+
+/// The adapted projections of `module`, with their names ("model.layers.0.self_attn.q_proj"), in
+/// module order; empty without adapters.
+inline std::vector<std::pair<std::string, std::shared_ptr<ProjectionImpl>>> lora_projections(torch::nn::Module& module) {
+  std::vector<std::pair<std::string, std::shared_ptr<ProjectionImpl>>> out;
+  for (const auto& item : module.named_modules("", /*include_self=*/false)) {
+    auto projection = std::dynamic_pointer_cast<ProjectionImpl>(item.value());
+    if (projection && projection->lora_A) out.emplace_back(item.key(), std::move(projection));
+  }
+  return out;
+}
+
+/// Whether `module` holds LoRA adapters.
+inline bool has_lora(torch::nn::Module& module) { return !lora_projections(module).empty(); }
+
+/// Whether a parameter name belongs to an adapter ("...q_proj.lora_A.weight").
+inline bool is_lora_parameter(const std::string& name) {
+  return name.find(".lora_A.") != std::string::npos || name.find(".lora_B.") != std::string::npos;
+}
+
+/// Adds an adapter to every targeted projection inside decoder layers and freezes every other
+/// parameter (requires_grad false); adapters go on their projection's device. Returns how many
+/// projections were adapted. Throws grpo::Error for invalid options, a model that already has
+/// adapters, or one where no projection matches the targets.
+inline std::int64_t add_lora(torch::nn::Module& module, const LoraOptions& options) {
+  detail::check_lora_options(options, "LoRA options");
+  if (has_lora(module)) throw Error("add_lora: the model already has LoRA adapters");
+  const std::set<std::string> targets(options.target_modules.begin(), options.target_modules.end());
+  std::vector<std::shared_ptr<ProjectionImpl>> chosen;
+  for (const auto& item : module.named_modules("", /*include_self=*/false)) {
+    auto projection = std::dynamic_pointer_cast<ProjectionImpl>(item.value());
+    if (!projection || item.key().find("layers.") == std::string::npos) continue;  // never lm_head / score
+    if (targets.contains(detail::last_component(item.key()))) chosen.push_back(std::move(projection));
+  }
+  if (chosen.empty()) throw Error("add_lora: no projection of the model matches target_modules");
+  {
+    at::NoGradGuard no_grad;
+    for (auto& p : module.parameters()) p.requires_grad_(false);
+  }
+  for (auto& projection : chosen) {
+    const auto out_features = projection->weight.size(0);
+    const auto in_features = projection->weight.size(1);
+    const ParameterOptions adapter{.device = projection->weight.device(), .dtype = options.dtype, .initialize = false};
+    auto a = std::make_shared<ProjectionImpl>(in_features, options.rank, false, adapter);
+    auto b = std::make_shared<ProjectionImpl>(options.rank, out_features, false, adapter);
+    {
+      at::NoGradGuard no_grad;
+      const double bound_a = 1.0 / std::sqrt(static_cast<double>(in_features));
+      a->weight.uniform_(-bound_a, bound_a);
+      if (options.zero_init_b) {
+        b->weight.zero_();
+      } else {
+        const double bound_b = 1.0 / std::sqrt(static_cast<double>(options.rank));
+        b->weight.uniform_(-bound_b, bound_b);
+      }
+    }
+    projection->lora_A = projection->register_module("lora_A", a);
+    projection->lora_B = projection->register_module("lora_B", b);
+    projection->lora_scaling = options.scaling();
+  }
+  return static_cast<std::int64_t>(chosen.size());
+}
+
+/// Switches every adapter of `module` on or off (off: the base model's function; the adapters
+/// are kept). Used to compute the base model's log-probs as a KL reference without a second copy.
+inline void set_lora_enabled(torch::nn::Module& module, bool enabled) {
+  for (auto& [name, projection] : lora_projections(module)) projection->lora_enabled = enabled;
+}
+
+/// Switches the adapters off for a scope.
+class LoraDisabled {
+ public:
+  explicit LoraDisabled(torch::nn::Module& module) : module_(&module) { set_lora_enabled(module, false); }
+  ~LoraDisabled() { set_lora_enabled(*module_, true); }
+  LoraDisabled(const LoraDisabled&) = delete;
+  LoraDisabled& operator=(const LoraDisabled&) = delete;
+
+ private:
+  torch::nn::Module* module_;
+};
+
+/// The options that describe the adapters `module` holds (rank and targets read from the
+/// tensors; alpha = scaling x rank). Throws when it has none.
+inline LoraOptions lora_options_of(torch::nn::Module& module) {
+  const auto found = lora_projections(module);
+  if (found.empty()) throw Error("the model has no LoRA adapters");
+  LoraOptions options;
+  options.rank = found.front().second->lora_A->weight.size(0);
+  options.alpha = found.front().second->lora_scaling * static_cast<double>(options.rank);
+  options.dtype = found.front().second->lora_A->weight.scalar_type();
+  std::set<std::string> targets;
+  for (const auto& [name, projection] : found) targets.insert(detail::last_component(name));
+  options.target_modules.assign(targets.begin(), targets.end());
+  return options;
+}
+
+namespace detail {
+
+inline constexpr const char* peft_prefix = "base_model.model.";
+
+inline nlohmann::json adapter_config_json(const LoraOptions& options, const std::string& base_model) {
+  return {{"peft_type", "LORA"},
+          {"task_type", "CAUSAL_LM"},
+          {"r", options.rank},
+          {"lora_alpha", options.alpha},
+          {"target_modules", options.target_modules},
+          {"lora_dropout", 0.0},
+          {"bias", "none"},
+          {"fan_in_fan_out", false},
+          {"use_rslora", options.use_rslora},
+          {"use_dora", false},
+          {"init_lora_weights", true},
+          {"inference_mode", true},
+          {"modules_to_save", nullptr},
+          {"base_model_name_or_path", base_model.empty() ? nlohmann::json(nullptr) : nlohmann::json(base_model)}};
+}
+
+}  // namespace detail
+
+/// Writes the adapters of `module` as a PEFT adapter folder (adapter_config.json and
+/// adapter_model.safetensors, float32 or the adapters' dtype), atomically. `base_model` goes into
+/// base_model_name_or_path (may be empty).
+inline void save_lora_adapter(torch::nn::Module& module, const std::filesystem::path& folder, const std::string& base_model = {}) {
+  const auto options = lora_options_of(module);
+  io::NamedTensors tensors;
+  for (const auto& [name, projection] : lora_projections(module)) {
+    tensors.emplace_back(detail::peft_prefix + name + ".lora_A.weight", projection->lora_A->weight.detach());
+    tensors.emplace_back(detail::peft_prefix + name + ".lora_B.weight", projection->lora_B->weight.detach());
+  }
+  io::StagedDirectory stage(folder);
+  io::save_safetensors(stage.path() / "adapter_model.safetensors", tensors, {{"format", "pt"}});
+  io::write_file_atomically(stage.path() / "adapter_config.json", detail::adapter_config_json(options, base_model).dump(2) + "\n");
+  stage.publish();
+}
+
+/// Reads a PEFT adapter_config.json into LoraOptions. Settings that change what the adapter
+/// computes and that this implementation does not have (DoRA, LoRA biases, per-module rank or
+/// alpha patterns, layer subsets, fan_in_fan_out, modules_to_save, a regex target_modules) are
+/// refused with an error naming the field; lora_dropout is ignored (it only acts in training).
+inline LoraOptions load_lora_config(const std::filesystem::path& folder) {
+  const auto path = folder / "adapter_config.json";
+  if (!std::filesystem::exists(path)) throw Error(path.string() + ": not found (expected a PEFT LoRA adapter folder)");
+  const auto root = nlohmann::json::parse(io::detail::read_small_text_file(path, 1 << 20), nullptr, false);
+  if (root.is_discarded() || !root.is_object()) throw Error(path.string() + ": invalid JSON (expected an object)");
+  const auto where = path.string();
+  auto field = [&](const char* key) -> const nlohmann::json* {
+    auto it = root.find(key);
+    return it == root.end() || it->is_null() ? nullptr : &*it;
+  };
+  auto refuse_unless = [&](const char* key, auto&& acceptable) {
+    const auto* value = field(key);
+    if (value != nullptr && !acceptable(*value)) {
+      throw Error(where + ": " + key + " = " + value->dump() + " is not supported (grpo's LoRA has no such setting)");
+    }
+  };
+  const auto* type = field("peft_type");
+  if (type == nullptr || !type->is_string() || type->get<std::string>() != "LORA") {
+    throw Error(where + ": peft_type: expected \"LORA\"" + (type ? ", found " + type->dump() : std::string(", missing")));
+  }
+  LoraOptions options;
+  try {
+    const auto* r = field("r");
+    if (r == nullptr || !r->is_number_integer()) throw Error(where + ": r: expected an integer rank");
+    options.rank = r->get<std::int64_t>();
+    const auto* alpha = field("lora_alpha");
+    if (alpha == nullptr || !alpha->is_number()) throw Error(where + ": lora_alpha: expected a number");
+    options.alpha = alpha->get<double>();
+    const auto* targets = field("target_modules");
+    if (targets == nullptr || !targets->is_array()) {
+      throw Error(where + ": target_modules: expected a list of projection names" +
+                  (targets ? ", found " + targets->dump() + " (a regular expression or \"all-linear\" is not supported)" : std::string()));
+    }
+    options.target_modules.clear();
+    for (const auto& t : *targets) {
+      if (!t.is_string()) throw Error(where + ": target_modules: expected strings, found " + t.dump());
+      options.target_modules.push_back(t.get<std::string>());
+    }
+    if (const auto* rs = field("use_rslora")) options.use_rslora = rs->is_boolean() && rs->get<bool>();
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(where + ": " + e.what());
+  }
+  const auto is_false = [](const nlohmann::json& v) { return v.is_boolean() && !v.get<bool>(); };
+  const auto is_empty = [](const nlohmann::json& v) { return v.empty(); };
+  refuse_unless("use_dora", is_false);
+  refuse_unless("lora_bias", is_false);
+  refuse_unless("fan_in_fan_out", is_false);
+  refuse_unless("bias", [](const nlohmann::json& v) { return v.is_string() && v.get<std::string>() == "none"; });
+  refuse_unless("rank_pattern", is_empty);
+  refuse_unless("alpha_pattern", is_empty);
+  refuse_unless("layers_to_transform", is_empty);
+  refuse_unless("modules_to_save", is_empty);
+  refuse_unless("exclude_modules", is_empty);
+  detail::check_lora_options(options, where);
+  return options;
+}
+
+/// Adds the adapters of a PEFT adapter folder to `module` (see add_lora: the rest is frozen) and
+/// loads their weights. Every adapter tensor of the file must be used and every adapter must be
+/// in the file, with the expected shape; errors name the file and the tensor.
+inline void load_lora_weights(torch::nn::Module& module, const std::filesystem::path& folder);
+
+inline void load_lora_adapter(torch::nn::Module& module, const std::filesystem::path& folder) {
+  auto options = load_lora_config(folder);
+  const auto file = io::SafetensorsFile::open(folder / "adapter_model.safetensors");
+  options.dtype = c10::kFloat;
+  if (!file.names().empty()) options.dtype = io::scalar_type_of(file.info(file.names().front()).dtype);
+  if (options.dtype != c10::kFloat && options.dtype != c10::kBFloat16 && options.dtype != c10::kHalf) options.dtype = c10::kFloat;
+  add_lora(module, options);
+  load_lora_weights(module, folder);
+}
+
+/// Copies the weights of folder/adapter_model.safetensors into the adapters `module` already has
+/// (same strictness as load_lora_adapter; the values keep the adapters' dtype).
+inline void load_lora_weights(torch::nn::Module& module, const std::filesystem::path& folder) {
+  const auto file = io::SafetensorsFile::open(folder / "adapter_model.safetensors");
+  std::set<std::string> used;
+  at::NoGradGuard no_grad;
+  for (const auto& [name, projection] : lora_projections(module)) {
+    for (auto* part : {projection->lora_A.get(), projection->lora_B.get()}) {
+      const std::string key = detail::peft_prefix + name + (part == projection->lora_A.get() ? ".lora_A.weight" : ".lora_B.weight");
+      if (!file.contains(key)) {
+        throw Error(file.path().string() + ": missing tensor '" + key + "' (adapter_config.json targets " +
+                    detail::last_component(name) + ")");
+      }
+      const auto value = file.tensor(key, {.device = part->weight.device(), .dtype = part->weight.scalar_type()});
+      if (!value.sizes().equals(part->weight.sizes())) {
+        throw Error(file.path().string() + ": tensor '" + key + "' has shape " + c10::str(value.sizes()) + ", expected " +
+                    c10::str(part->weight.sizes()) + " (r and the model's sizes)");
+      }
+      part->weight.copy_(value);
+      used.insert(key);
+    }
+  }
+  for (const auto& name : file.names()) {
+    if (!used.contains(name)) {
+      throw Error(file.path().string() + ": tensor '" + name + "' matches no adapted projection of this model");
+    }
+  }
+}
+
+}  // namespace grpo

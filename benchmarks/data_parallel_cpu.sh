@@ -26,22 +26,4 @@ OMP_NUM_THREADS=$cores "$lwz" "${common[@]}" --set "output_dir=\"$out/one\"" 2>&
 echo "two ranks (torchrun --nproc_per_node 2, Gloo), $((cores / 2)) thread(s) each"
 OMP_NUM_THREADS=$((cores / 2 > 0 ? cores / 2 : 1)) "$root/.venv/bin/torchrun" --standalone --nproc_per_node 2 --no-python \
     "$lwz" "${common[@]}" --set "output_dir=\"$out/two\"" 2>&1 | grep -E "^step" || true
-"$root/.venv/bin/python" - "$out" <<'EOF'
-import json, pathlib, sys
-out = pathlib.Path(sys.argv[1])
-def load(name):
-    rows = [json.loads(l) for l in (out / name / "metrics.jsonl").read_text().splitlines() if l]
-    timed = rows[1:] if len(rows) > 1 else rows
-    mean = lambda key: sum(r["time"][key] for r in timed) / len(timed)
-    tokens = sum(r["completion_tokens"]["sum"] for r in timed)
-    return {"step_s": mean("step_s"), "sample_s": mean("sample_s"), "score_s": mean("score_s"),
-            "update_s": mean("update_s"), "tokens_per_s": tokens / sum(r["time"]["step_s"] for r in timed),
-            "tokens": [r["completion_tokens"]["sum"] for r in rows], "reward": [round(r["reward"], 6) for r in rows]}
-one, two = load("one"), load("two")
-print(f"| run | step s | sample s | score s | update s | tokens/s |")
-print(f"|---|---|---|---|---|---|")
-for name, r in (("1 process", one), ("2 ranks", two)):
-    print(f"| {name} | {r['step_s']:.2f} | {r['sample_s']:.2f} | {r['score_s']:.2f} | {r['update_s']:.2f} | {r['tokens_per_s']:.0f} |")
-print(f"ratio (1 process / 2 ranks step time): {one['step_s'] / two['step_s']:.2f}x")
-print(f"same completions sampled (tokens per step): {one['tokens'] == two['tokens']}  {one['tokens']} vs {two['tokens']}")
-EOF
+"$root/.venv/bin/python" "$root/benchmarks/compare_runs.py" "$out" "one=1 process" "two=2 ranks"

@@ -8,13 +8,13 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-targets=(grpo_cuda_tests decode_bench logprob_bench longwriter-zero)
+targets=(grpo_cuda_tests decode_bench logprob_bench lora_bench longwriter-zero)
 [[ -d build/cuda ]] || cmake --preset cuda
 cmake --build --preset cuda --target "${targets[@]}"
 out=.devdeps/gpu
 rm -rf "$out" && mkdir -p "$out/tests" "$out/benchmarks" "$out/examples" "$out/lib"
 cp build/cuda/tests/grpo_cuda_tests "$out/tests/"
-cp build/cuda/benchmarks/decode_bench build/cuda/benchmarks/logprob_bench "$out/benchmarks/"
+cp build/cuda/benchmarks/decode_bench build/cuda/benchmarks/logprob_bench build/cuda/benchmarks/lora_bench "$out/benchmarks/"
 cp build/cuda/examples/longwriter-zero "$out/examples/"
 # Google Benchmark is a Debian package here, not on the GPU machine.
 for bin in "$out"/benchmarks/*; do

@@ -11,8 +11,9 @@
 #    (benchmarks/configs/grpo_step_qwen2.5-0.5b.json): time split and peak memory in metrics.jsonl
 # 3. decode throughput against transformers at batch 1, 16, 64, eager and CUDA graphs
 # 4. token log-probs on CUDA: chunked vs naive, vocabulary tiles vs whole rows
+# 5. one training step with LoRA adapters against full fine-tuning (lora_bench)
 # Writes OUT/{cuda_tests.log, grpo_step/metrics.jsonl, grpo_step.log, decode.json, decode.md,
-# logprob.json, logprob.log}.
+# logprob.json, logprob.log, lora.json, lora.log}.
 set -uo pipefail
 build=${1:-.devdeps/gpu}
 out=${2:-.}
@@ -28,7 +29,7 @@ step "CUDA tests"
 timeout 60 "$build/tests/grpo_cuda_tests" 2>&1 | tail -40 | tee "$out/cuda_tests.log" || status=1
 
 step "one GRPO step, Qwen2.5-0.5B shape"
-timeout 150 "$build/examples/longwriter-zero" train --config "$here/configs/grpo_step_qwen2.5-0.5b.json" \
+timeout 135 "$build/examples/longwriter-zero" train --config "$here/configs/grpo_step_qwen2.5-0.5b.json" \
     --set "output_dir=\"$(cd "$out" && pwd)/grpo_step\"" 2>&1 | tail -20 | tee "$out/grpo_step.log" || status=1
 [[ -f "$out/grpo_step/metrics.jsonl" ]] && "$python" - "$out/grpo_step/metrics.jsonl" <<'PY'
 import json, sys
@@ -42,7 +43,11 @@ timeout 240 "$python" "$here/decode_vs_hf.py" --bench "$build/benchmarks/decode_
     --out "$out/decode.json" 2>&1 | tee "$out/decode.md" || status=1
 
 step "token log-probs"
-timeout 60 "$build/benchmarks/logprob_bench" --device=cuda --max_tokens=4096 \
+timeout 45 "$build/benchmarks/logprob_bench" --device=cuda --max_tokens=4096 \
     --benchmark_out="$out/logprob.json" --benchmark_out_format=json 2>&1 | tail -15 | tee "$out/logprob.log" || status=1
+
+step "LoRA vs full fine-tuning, one training step"
+timeout 30 "$build/benchmarks/lora_bench" --device=cuda --layers=8 \
+    --benchmark_out="$out/lora.json" --benchmark_out_format=json 2>&1 | tail -6 | tee "$out/lora.log" || status=1
 step "done"
 exit $status

@@ -18,6 +18,8 @@
 // all); CUDA T = 1K..16K. Naive runs are skipped when they would not fit in memory.
 #include <grpo/loss/token_logprobs.hpp>
 
+#include "memory_meter.hpp"
+
 #include <ATen/ATen.h>
 #include <benchmark/benchmark.h>
 #include <c10/core/CPUAllocator.h>
@@ -45,78 +47,6 @@ namespace {
 std::int64_t kHidden = 896;  // --hidden
 constexpr std::int64_t kVocab = 151936;
 constexpr std::int64_t kChunk = 1024;
-
-// ---- counting CPU allocator ----------------------------------------------------------------------
-class CountingAllocator final : public c10::Allocator {
- public:
-  explicit CountingAllocator(c10::Allocator* base) : base_(base) {}
-
-  c10::DataPtr allocate(std::size_t bytes) override {
-    c10::DataPtr inner = base_->allocate(bytes);
-    void* data = inner.get();
-    auto* context = new Context{std::move(inner), bytes, this};
-    const std::int64_t now = current_.fetch_add(static_cast<std::int64_t>(bytes)) + static_cast<std::int64_t>(bytes);
-    std::int64_t peak = peak_.load();
-    while (now > peak && !peak_.compare_exchange_weak(peak, now)) {
-    }
-    return {data, context, &release, c10::Device(c10::kCPU)};
-  }
-  void copy_data(void* dest, const void* src, std::size_t count) const override { std::memcpy(dest, src, count); }
-
-  std::int64_t current() const { return current_.load(); }
-  std::int64_t peak() const { return peak_.load(); }
-  void reset_peak() { peak_.store(current_.load()); }
-
- private:
-  struct Context {
-    c10::DataPtr inner;
-    std::size_t bytes;
-    CountingAllocator* owner;
-  };
-  static void release(void* ptr) {
-    auto* context = static_cast<Context*>(ptr);
-    context->owner->current_.fetch_sub(static_cast<std::int64_t>(context->bytes));
-    delete context;
-  }
-  c10::Allocator* base_;
-  std::atomic<std::int64_t> current_{0};
-  std::atomic<std::int64_t> peak_{0};
-};
-
-CountingAllocator* counting = nullptr;
-
-struct Memory {
-  std::int64_t current() const {
-#if defined(GRPO_WITH_CUDA)
-    if (cuda) return stat().current;
-#endif
-    return counting->current();
-  }
-  std::int64_t peak() const {
-#if defined(GRPO_WITH_CUDA)
-    if (cuda) return stat().peak;
-#endif
-    return counting->peak();
-  }
-  void reset_peak() const {
-#if defined(GRPO_WITH_CUDA)
-    if (cuda) return c10::cuda::CUDACachingAllocator::resetPeakStats(c10::cuda::current_device());
-#endif
-    counting->reset_peak();
-  }
-  void sync() const {
-#if defined(GRPO_WITH_CUDA)
-    if (cuda) c10::cuda::device_synchronize();
-#endif
-  }
-#if defined(GRPO_WITH_CUDA)
-  static c10::CachingAllocator::Stat stat() {
-    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(c10::cuda::current_device());
-    return stats.allocated_bytes[static_cast<std::size_t>(c10::CachingAllocator::StatType::AGGREGATE)];
-  }
-#endif
-  bool cuda = false;
-};
 
 double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
@@ -236,9 +166,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (max_tokens < 0) max_tokens = cuda ? 16384 : 2048;
-  static CountingAllocator allocator(c10::GetCPUAllocator());
-  counting = &allocator;
-  c10::SetCPUAllocator(&allocator, /*priority=*/100);
+  install_counting_allocator();
 
   for (std::int64_t t = 1024; t <= max_tokens; t *= 2) {
     // naive first, then whole rows, then tiles: each reports its ratios against the earlier ones

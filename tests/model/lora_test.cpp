@@ -155,6 +155,41 @@ TEST_CASE("adapters saved by PEFT load and give PEFT's logits; merged weights ar
   grpo::load_lora_adapter(*rs, fixtures / "adapter_rslora");
   CHECK(grpo::lora_projections(*rs).front().second->lora_scaling == Approx(3.0 / std::sqrt(2.0)));
   CHECK(logit_difference(rs, "rslora_logits") < 1e-4);
+  const auto saved = scratch("rslora-saved");  // saved as made: use_rslora with alpha 3, not alpha 3 / sqrt(2) x 2
+  grpo::save_lora_adapter(*rs, saved);
+  const auto config = read_json(saved / "adapter_config.json");
+  CHECK(config["use_rslora"] == true);
+  CHECK(config["lora_alpha"].get<double>() == 3.0);
+  CHECK(config["r"] == 2);
+
+  // A bf16 adapter file loads in float32, as PEFT's from_pretrained upcasts it.
+  const auto half = scratch("bf16-adapter");
+  fs::create_directories(half);
+  fs::copy_file(fixtures / "adapter" / "adapter_config.json", half / "adapter_config.json");
+  const auto file = grpo::io::SafetensorsFile::open(fixtures / "adapter" / "adapter_model.safetensors");
+  grpo::io::NamedTensors tensors;
+  for (const auto& name : file.names()) tensors.emplace_back(name, file.tensor(name).to(at::kBFloat16));
+  grpo::io::save_safetensors(half / "adapter_model.safetensors", tensors);
+  auto from_half = base();
+  grpo::load_lora_adapter(*from_half, half);
+  CHECK(grpo::lora_projections(*from_half).front().second->lora_A->weight.scalar_type() == at::kFloat);
+  CHECK(logit_difference(from_half, "adapter_logits") < 5e-2);  // bf16-rounded adapter values, float32 compute
+}
+
+TEST_CASE("LoraDisabled leaves each adapter as it found it", "[lora]") {
+  auto model = base();
+  grpo::load_lora_adapter(*model, fixtures / "adapter");
+  auto projections = grpo::lora_projections(*model);
+  projections.front().second->lora_enabled = false;  // switched off by someone else
+  {
+    grpo::LoraDisabled outer(*model);
+    {
+      grpo::LoraDisabled inner(*model);
+    }
+    for (const auto& [name, p] : projections) CHECK_FALSE(p->lora_enabled);  // the inner guard kept the outer's state
+  }
+  CHECK_FALSE(projections.front().second->lora_enabled);
+  for (std::size_t i = 1; i < projections.size(); ++i) CHECK(projections[i].second->lora_enabled);
 }
 
 TEST_CASE("save_qwen2 of an adapted model writes merged weights and a PEFT adapter folder", "[lora]") {
@@ -208,9 +243,14 @@ TEST_CASE("a bad adapter folder is refused with an error naming the file and the
                                          {"peft_type", "IA3", "peft_type: expected \"LORA\""},
                                          {"r", 8, ""},
                                          {"rank_pattern", {{"q_proj", 2}}, "rank_pattern"},
-                                         {"lora_alpha", "big", "lora_alpha: expected a number"}}) {
+                                         {"lora_alpha", "big", "lora_alpha: expected a number"},
+                                         {"use_rslora", "yes", "use_rslora: expected true or false"},
+                                         {"init_lora_weights", "pissa", "init_lora_weights = \"pissa\" is not supported"},
+                                         {"init_lora_weights", "loftq", "init_lora_weights = \"loftq\" is not supported"},
+                                         {"alora_invocation_tokens", {1, 2}, "alora_invocation_tokens = [1,2] is not supported"},
+                                         {"layer_replication", {{0, 1}}, "layer_replication"}}) {
     INFO(c.key);
-    const auto folder = make("bad-" + c.key);
+    const auto folder = make("bad-" + c.key + "-" + (c.value.is_string() ? c.value.get<std::string>() : c.value.dump()));
     edit(folder, c.key, c.value);
     auto model = base();
     if (c.key == "r") {  // the tensors are rank 4: the first one names itself and both shapes

@@ -11,6 +11,7 @@
 #include <ATen/TensorOperators.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/core/grad_mode.h>
+#include <ATen/ops/addmm.h>
 #include <ATen/ops/embedding.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/linear.h>
@@ -87,8 +88,12 @@ class ProjectionImpl : public torch::nn::Module {
   at::Tensor forward(const at::Tensor& x) {
     auto y = at::linear(x, weight, bias.defined() ? std::optional<at::Tensor>(bias) : std::nullopt);
     if (!lora_A || !lora_enabled) return y;
-    const auto low = at::linear(x.to(lora_A->weight.scalar_type()), lora_A->weight);
-    return (y + at::linear(low, lora_B->weight) * lora_scaling).to(y.scalar_type());
+    const auto low = at::linear(x.to(lora_A->weight.scalar_type()), lora_A->weight);  // [..., rank]
+    // One addmm on 2-D views, y + scaling (low B^T): autograd keeps only low and B for the
+    // backward, no [tokens, out] intermediate (a separate product, scale and add kept ~2 of them).
+    const auto flat = at::addmm(y.reshape({-1, y.size(-1)}).to(low.scalar_type()), low.reshape({-1, low.size(-1)}),
+                                lora_B->weight.t(), /*beta=*/1.0, /*alpha=*/lora_scaling);
+    return flat.view(y.sizes()).to(y.scalar_type());
   }
 
   /// The weight the layer applies: W, or with an adapter W + scaling * B A (computed in float32
@@ -106,6 +111,8 @@ class ProjectionImpl : public torch::nn::Module {
   std::shared_ptr<ProjectionImpl> lora_A;
   std::shared_ptr<ProjectionImpl> lora_B;
   double lora_scaling = 0.0;  ///< alpha / rank (alpha / sqrt(rank) with rsLoRA)
+  double lora_alpha = 0.0;    ///< the alpha the adapter was made with (saved in adapter_config.json)
+  bool lora_rslora = false;   ///< whether the scaling is rsLoRA's
   bool lora_enabled = true;   ///< false: forward computes the base layer only (the adapter is kept)
 };
 TORCH_MODULE(Projection);

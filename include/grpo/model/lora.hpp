@@ -146,6 +146,8 @@ inline std::int64_t add_lora(torch::nn::Module& module, const LoraOptions& optio
     projection->lora_A = projection->register_module("lora_A", a);
     projection->lora_B = projection->register_module("lora_B", b);
     projection->lora_scaling = options.scaling();
+    projection->lora_alpha = options.alpha;
+    projection->lora_rslora = options.use_rslora;
   }
   return static_cast<std::int64_t>(chosen.size());
 }
@@ -156,27 +158,36 @@ inline void set_lora_enabled(torch::nn::Module& module, bool enabled) {
   for (auto& [name, projection] : lora_projections(module)) projection->lora_enabled = enabled;
 }
 
-/// Switches the adapters off for a scope.
+/// Switches the adapters off for a scope; each is left as it was before (nested guards work).
 class LoraDisabled {
  public:
-  explicit LoraDisabled(torch::nn::Module& module) : module_(&module) { set_lora_enabled(module, false); }
-  ~LoraDisabled() { set_lora_enabled(*module_, true); }
+  explicit LoraDisabled(torch::nn::Module& module) {
+    for (auto& [name, projection] : lora_projections(module)) {
+      saved_.emplace_back(projection, projection->lora_enabled);
+      projection->lora_enabled = false;
+    }
+  }
+  ~LoraDisabled() {
+    for (auto& [projection, enabled] : saved_) projection->lora_enabled = enabled;
+  }
   LoraDisabled(const LoraDisabled&) = delete;
   LoraDisabled& operator=(const LoraDisabled&) = delete;
 
  private:
-  torch::nn::Module* module_;
+  std::vector<std::pair<std::shared_ptr<ProjectionImpl>, bool>> saved_;
 };
 
 /// The options that describe the adapters `module` holds (rank and targets read from the
-/// tensors; alpha = scaling x rank). Throws when it has none.
+/// tensors, alpha and rsLoRA as they were made). Throws when it has none.
 inline LoraOptions lora_options_of(torch::nn::Module& module) {
   const auto found = lora_projections(module);
   if (found.empty()) throw Error("the model has no LoRA adapters");
+  const auto& first = *found.front().second;
   LoraOptions options;
-  options.rank = found.front().second->lora_A->weight.size(0);
-  options.alpha = found.front().second->lora_scaling * static_cast<double>(options.rank);
-  options.dtype = found.front().second->lora_A->weight.scalar_type();
+  options.rank = first.lora_A->weight.size(0);
+  options.alpha = first.lora_alpha;
+  options.use_rslora = first.lora_rslora;
+  options.dtype = first.lora_A->weight.scalar_type();
   std::set<std::string> targets;
   for (const auto& [name, projection] : found) targets.insert(detail::last_component(name));
   options.target_modules.assign(targets.begin(), targets.end());
@@ -223,9 +234,10 @@ inline void save_lora_adapter(torch::nn::Module& module, const std::filesystem::
 }
 
 /// Reads a PEFT adapter_config.json into LoraOptions. Settings that change what the adapter
-/// computes and that this implementation does not have (DoRA, LoRA biases, per-module rank or
-/// alpha patterns, layer subsets, fan_in_fan_out, modules_to_save, a regex target_modules) are
-/// refused with an error naming the field; lora_dropout is ignored (it only acts in training).
+/// computes and that this implementation does not have (DoRA, aLoRA and the other variants, LoRA
+/// biases, per-module rank or alpha patterns, layer subsets, fan_in_fan_out, modules_to_save, a
+/// regex target_modules, inits that rewrite the base weights such as PiSSA or LoftQ) are refused
+/// with an error naming the field; lora_dropout is ignored (it only acts in training).
 inline LoraOptions load_lora_config(const std::filesystem::path& folder) {
   const auto path = folder / "adapter_config.json";
   if (!std::filesystem::exists(path)) throw Error(path.string() + ": not found (expected a PEFT LoRA adapter folder)");
@@ -264,7 +276,10 @@ inline LoraOptions load_lora_config(const std::filesystem::path& folder) {
       if (!t.is_string()) throw Error(where + ": target_modules: expected strings, found " + t.dump());
       options.target_modules.push_back(t.get<std::string>());
     }
-    if (const auto* rs = field("use_rslora")) options.use_rslora = rs->is_boolean() && rs->get<bool>();
+    if (const auto* rs = field("use_rslora")) {
+      if (!rs->is_boolean()) throw Error(where + ": use_rslora: expected true or false, found " + rs->dump());
+      options.use_rslora = rs->get<bool>();
+    }
   } catch (const nlohmann::json::exception& e) {
     throw Error(where + ": " + e.what());
   }
@@ -279,21 +294,28 @@ inline LoraOptions load_lora_config(const std::filesystem::path& folder) {
   refuse_unless("layers_to_transform", is_empty);
   refuse_unless("modules_to_save", is_empty);
   refuse_unless("exclude_modules", is_empty);
+  // Inits that rewrite the base weights when PEFT loads the adapter (PiSSA, CorDA, OLoRA, LoftQ,
+  // LoRA-GA) would compute something else from W + B A; the ones that only start A and B are fine.
+  refuse_unless("init_lora_weights", [](const nlohmann::json& v) {
+    return v.is_boolean() || (v.is_string() && (v == "gaussian" || v == "orthogonal" || v == "eva"));
+  });
+  // Variants whose function is not W + s B A on every token, or that change other modules.
+  const auto off = [](const nlohmann::json& v) { return v.empty() || (v.is_boolean() && !v.get<bool>()); };
+  for (const char* key : {"alora_invocation_tokens", "use_bdlora", "velora_config", "monteclora_config", "arrow_config",
+                          "kasa_config", "use_qalora", "target_parameters", "layer_replication", "trainable_token_indices"})
+    refuse_unless(key, off);
   detail::check_lora_options(options, where);
   return options;
 }
 
 /// Adds the adapters of a PEFT adapter folder to `module` (see add_lora: the rest is frozen) and
-/// loads their weights. Every adapter tensor of the file must be used and every adapter must be
+/// loads their weights, in float32 as PEFT does. Every adapter tensor of the file must be used and every adapter must be
 /// in the file, with the expected shape; errors name the file and the tensor.
 inline void load_lora_weights(torch::nn::Module& module, const std::filesystem::path& folder);
 
 inline void load_lora_adapter(torch::nn::Module& module, const std::filesystem::path& folder) {
   auto options = load_lora_config(folder);
-  const auto file = io::SafetensorsFile::open(folder / "adapter_model.safetensors");
-  options.dtype = c10::kFloat;
-  if (!file.names().empty()) options.dtype = io::scalar_type_of(file.info(file.names().front()).dtype);
-  if (options.dtype != c10::kFloat && options.dtype != c10::kBFloat16 && options.dtype != c10::kHalf) options.dtype = c10::kFloat;
+  options.dtype = c10::kFloat;  // as PEFT's from_pretrained (autocast_adapter_dtype): float32 whatever the file holds
   add_lora(module, options);
   load_lora_weights(module, folder);
 }

@@ -103,9 +103,11 @@ inline void save_checkpoint(torch::nn::Module& module, Qwen2Config config, const
                             const Qwen2SaveOptions& options) {
   // An adapted projection is saved merged (W + scaling B A): the folder is a plain model to
   // transformers; the adapters themselves go to adapter/ (PEFT layout).
+  // Merged on the parameters' device one at a time, kept in host memory until written: the
+  // device holds one extra weight at most (a second copy of a 32B model would not fit beside it).
   std::map<std::string, at::Tensor> merged;
   const auto adapted = lora_projections(module);
-  for (const auto& [name, projection] : adapted) merged.emplace(name + ".weight", projection->effective_weight());
+  for (const auto& [name, projection] : adapted) merged.emplace(name + ".weight", projection->effective_weight().cpu());
   io::NamedTensors tensors;
   c10::ScalarType dtype = c10::kFloat;
   for (const auto& item : module.named_parameters()) {

@@ -185,7 +185,9 @@ class Trainer {
       broadcast_parameters(*comm, params);
       if (reference_ != nullptr) {
         const auto frozen = reference_->parameters();
-        broadcast_parameters(*comm, frozen);
+        // A reference that shares the policy's tensors (a LoRA policy's base-model view) is in sync already.
+        const bool shared = !frozen.empty() && !params.empty() && frozen.front().is_same(params.front());
+        if (!shared) broadcast_parameters(*comm, frozen);
       }
       if (options_.shard_optimizer_state) {
         owners_ = shard_owners(params_, comm->world_size());

@@ -396,6 +396,7 @@ grpo::TrainerOptions read_trainer(Section s, const RunContext& ctx, const grpo::
   o.sampling.top_p = sampling.number("top_p", o.sampling.top_p);
   o.sampling.top_k = sampling.integer("top_k", o.sampling.top_k);
   o.sampling.max_new_tokens = sampling.integer("max_new_tokens", o.sampling.max_new_tokens);
+  o.sampling.max_batch_rows = sampling.integer("max_batch_rows", o.sampling.max_batch_rows);
   o.sampling.stop_strings = sampling.strings("stop", o.sampling.stop_strings);
   sampling.finish();
   if (auto eos = tokenizer.eos_token_id()) o.sampling.stop_token_ids = {*eos};

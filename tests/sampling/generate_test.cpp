@@ -142,6 +142,17 @@ TEST_CASE("a request's sample depends on its seed, not on the batch around it", 
   other.seeds = {50, 60, 70};
   const auto different = grpo::generate(model, prompts, other);
   CHECK(different[0].ids != batch[0].ids);
+
+  // In waves of at most 2 rows (requests 0-1, then 2), explicit or implicit seeds: the same samples.
+  for (auto waves : {options, grpo::SamplingOptions{.top_p = 0.95, .max_new_tokens = 24, .seed = 5}}) {
+    waves.max_batch_rows = 2;
+    const auto in_waves = grpo::generate(model, prompts, waves);
+    REQUIRE(in_waves.size() == batch.size());
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      CHECK(in_waves[i].ids == batch[i].ids);
+      CHECK(in_waves[i].prompt_ids == prompts[i]);
+    }
+  }
 }
 
 TEST_CASE("sampled log-probs equal the teacher-forced log-probs of the same tokens", "[sampling]") {
@@ -260,6 +271,7 @@ TEST_CASE("generate validates its inputs", "[sampling]") {
   CHECK_THROWS_WITH(grpo::generate(model, prompts, {.stop_strings = {"x"}}), Catch::Contains("tokenizer"));
   CHECK_THROWS_AS(grpo::generate(model, prompts, {.seeds = {1, 2}}), grpo::Error);
   CHECK_THROWS_AS(grpo::generate(model, prompts, {.temperature = -1.0}), grpo::Error);
+  CHECK_THROWS_WITH(grpo::generate(model, prompts, {.max_batch_rows = -1}), Catch::Contains("max_batch_rows: expected >= 0"));
   const grpo::TokenBatch bad{at::ones({1, 3}, at::kLong), at::ones({1, 3}, at::kLong), at::ones({1, 3}, at::kLong)};
   CHECK_THROWS_WITH(grpo::teacher_forced_logprobs(model, bad, {}), Catch::Contains("completion_mask[:, 0]"));
 }

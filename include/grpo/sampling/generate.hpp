@@ -265,6 +265,24 @@ inline std::vector<Generation> generate(Qwen2Model& model, std::span<const std::
   if (decode.graph_window <= 0) {
     throw Error("DecodeOptions.graph_window: expected > 0, found " + std::to_string(decode.graph_window));
   }
+  if (options.max_batch_rows > 0 && batch > options.max_batch_rows) {  // consecutive waves, each with its requests' seeds
+    std::vector<Generation> all;
+    all.reserve(prompts.size());
+    for (std::int64_t begin = 0; begin < batch; begin += options.max_batch_rows) {
+      const auto count = std::min(options.max_batch_rows, batch - begin);
+      SamplingOptions wave = options;
+      wave.max_batch_rows = 0;
+      wave.seeds.resize(static_cast<std::size_t>(count));
+      for (std::int64_t j = 0; j < count; ++j) {
+        const auto i = static_cast<std::size_t>(begin + j);
+        wave.seeds[static_cast<std::size_t>(j)] = options.seeds.empty() ? options.seed + i : options.seeds[i];
+      }
+      auto part = generate(model, prompts.subspan(static_cast<std::size_t>(begin), static_cast<std::size_t>(count)), wave,
+                           tokenizer, decode);
+      for (auto& g : part) all.push_back(std::move(g));
+    }
+    return all;
+  }
   const auto vocab = model->config().vocab_size;
   std::vector<Generation> results(prompts.size());
   std::int64_t width = 0;

@@ -72,6 +72,9 @@ inline void validate_sampling_options(const SamplingOptions& options) {
   for (const auto& stop : options.stop_strings) {
     if (stop.empty()) throw Error(where + "stop_strings: an empty stop string would end every completion at once");
   }
+  if (options.max_batch_rows < 0) {
+    throw Error(where + "max_batch_rows: expected >= 0 (0 = every request at once), found " + std::to_string(options.max_batch_rows));
+  }
 }
 
 namespace detail {

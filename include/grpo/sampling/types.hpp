@@ -21,6 +21,11 @@ struct SamplingOptions {
   std::vector<std::uint64_t> seeds;        ///< one seed per request, replacing seed + i when given; default none
   bool greedy = false;                     ///< argmax decoding; default false
   bool skip_special_tokens = true;         ///< leave special tokens out of Generation::text (ids keep them); default true
+  /// Most requests decoded together: larger sets are generated in consecutive waves of this many
+  /// (in request order), which bounds the KV cache at max_batch_rows x (longest prompt of the
+  /// wave + max_new_tokens) slots. Each request keeps its seed, so the samples do not depend on
+  /// it. 0 = all at once (default).
+  std::int64_t max_batch_rows = 0;
 };
 
 /// Why a completion ended.

@@ -6,6 +6,7 @@
 // batches of --batch-size; the first bad line stops the program with "<source>:<line>: <what>"
 // on standard error and exit code 1 (the batches before it have been written).
 #include <grpo/core/error.hpp>
+#include <grpo/model/lora.hpp>
 #include <grpo/model/qwen2_checkpoint.hpp>
 #include <grpo/model/qwen2_config.hpp>
 #include <grpo/model/qwen2_policy.hpp>
@@ -288,6 +289,7 @@ void add_logprobs(CLI::App& app) {
 void add_convert(CLI::App& app) {
   struct Options {
     std::string model;
+    std::string adapter;
     std::string out;
     std::string dtype = "float32";
     std::uint64_t max_shard_bytes = 5'000'000'000;
@@ -296,20 +298,26 @@ void add_convert(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "convert",
       "Loads a Qwen2 checkpoint folder (causal LM or sequence classification) and writes it again with grpo's writer: "
-      "another dtype, other shards; the tokenizer and generation files are copied. The result loads in transformers.");
+      "another dtype, other shards; the tokenizer and generation files are copied. With --adapter, a PEFT LoRA "
+      "adapter is merged into the weights (W + scaling B A) and kept beside them in adapter/. The result loads in "
+      "transformers.");
   cmd->add_option("--model", o->model, "Hugging Face checkpoint folder to read")->required();
+  cmd->add_option("--adapter", o->adapter, "PEFT LoRA adapter folder to merge into a causal LM");
   cmd->add_option("--out", o->out, "folder to write (replaced atomically)")->required();
   cmd->add_option("--dtype", o->dtype, "float32 or bfloat16")->capture_default_str();
   cmd->add_option("--max-shard-bytes", o->max_shard_bytes, "largest safetensors shard")->capture_default_str();
   cmd->callback([o] {
     Placement placement{.device = "cpu", .dtype = o->dtype};
     const auto load = placement.load_options();
-    const grpo::Qwen2SaveOptions save{.max_shard_bytes = o->max_shard_bytes, .copy_files_from = o->model};
+    const grpo::Qwen2SaveOptions save{
+        .max_shard_bytes = o->max_shard_bytes, .copy_files_from = o->model, .base_model = o->model};
     if (grpo::load_qwen2_config(o->model).architecture == grpo::Qwen2Architecture::sequence_classification) {
+      if (!o->adapter.empty()) throw grpo::Error("--adapter: LoRA adapters apply to causal LMs; " + o->model + " is a reward model");
       auto model = grpo::load_qwen2_reward_model(o->model, load);
       grpo::save_qwen2_reward_model(model, o->out, save);
     } else {
       auto model = grpo::load_qwen2(o->model, load);
+      if (!o->adapter.empty()) grpo::load_lora_adapter(*model, o->adapter);
       grpo::save_qwen2(model, o->out, save);
     }
   });

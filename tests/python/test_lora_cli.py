@@ -95,6 +95,24 @@ def test_the_checkpoint_is_the_merged_model_and_a_peft_adapter(trained):
     assert torch.allclose(ours, reference, atol=1e-4)
 
 
+def test_convert_merges_a_peft_adapter_into_a_checkpoint_transformers_loads(trained, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    tmp, _, _ = trained
+    adapter = tmp / "run" / "checkpoints" / "step-000002" / "policy" / "adapter"
+    out = tmp_path / "merged"
+    result = run(["convert", "--model", str(MODEL), "--adapter", str(adapter), "--out", str(out)])
+    assert result.returncode == 0, result.stderr.decode()
+    torch.set_num_threads(1)
+    merged = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
+    peft_model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(MODEL, dtype=torch.float32), adapter).eval()
+    ids = torch.tensor([[9707, 11, 1879, 13, 576, 9393]])
+    with torch.no_grad():
+        assert torch.allclose(merged(ids).logits, peft_model(ids).logits, atol=1e-4)
+    assert (out / "adapter" / "adapter_config.json").exists() and (out / "tokenizer.json").exists()
+
+
 def test_a_resumed_lora_run_is_exact_and_another_base_is_refused(trained, tmp_path):
     from transformers import AutoModelForCausalLM
 

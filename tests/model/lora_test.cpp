@@ -3,7 +3,6 @@
 #include <catch2/catch.hpp>
 
 #include <ATen/Functions.h>
-#include <ATen/Parallel.h>
 #include <nlohmann/json.hpp>
 #include <torch/csrc/autograd/autograd.h>
 
@@ -18,19 +17,13 @@
 #include <string>
 #include <vector>
 
-// c10's logging header defines CHECK; restore Catch's.
-#undef CHECK
-#define CHECK(...) INTERNAL_CATCH_TEST("CHECK", Catch::ResultDisposition::ContinueOnFailure, __VA_ARGS__)
+#include "../catch_torch.hpp"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-const bool single_threaded = [] {
-  at::set_num_threads(1);
-  return true;
-}();
-
+// (One intra-op thread for this executable: qwen2_test.cpp sets it.)
 const fs::path fixtures = fs::path(GRPO_FIXTURE_DIR) / "lora";
 
 at::Tensor expected(const std::string& name) {

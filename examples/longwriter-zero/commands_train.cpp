@@ -349,6 +349,7 @@ grpo::ClippedSurrogateLoss read_loss(Section s) {
   loss.clip_high = s.number("clip_high", 0.2);
   if (auto c = s.optional_number("dual_clip")) loss.dual_clip = *c;
   loss.kl_coef = s.number("kl_coef", 0.0);
+  loss.entropy_coef = s.number("entropy_coef", 0.0);
   const auto kl = s.choice("kl", "k3", {"k1", "k2", "k3"});
   loss.kl = kl == "k1" ? grpo::KlEstimator::k1 : kl == "k2" ? grpo::KlEstimator::k2 : grpo::KlEstimator::k3;
   loss.ratio = s.choice("ratio", "token", {"token", "sequence"}) == "token" ? grpo::RatioLevel::token : grpo::RatioLevel::sequence;

@@ -108,6 +108,44 @@ TEST_CASE("hand case: per-token clipped losses under all four aggregations", "[c
   }
 }
 
+TEST_CASE("entropy bonus: minus entropy_coef times the entropy, aggregated like the loss", "[clipped_surrogate]") {
+  // Entropies of the hand case's counted tokens: seq 0 (1, 2, 3), seq 1 (4, 5), padding NaN.
+  // Sums: seq 0 6 (3 tokens), seq 1 9 (2 tokens), all 15; entropy_coef 0.1.
+  //   token_mean 15 / 5 = 3; seq_mean_token_mean (6/3 + 9/2) / 2 = 3.25; seq_mean_token_sum 15 / 2
+  //   = 7.5; seq_mean_token_sum_norm 15 / 8 = 1.875. The loss drops by 0.1 x that; d loss / d H is
+  //   -0.1 x the aggregation's weight of the token; the policy-gradient part is unchanged.
+  const grpo::LossNormalizer norm{.tokens = 5, .sequences = 2, .horizon = 4};
+  const double nan = std::nan("");
+  for (const auto& [aggregation, bonus] : std::vector<std::pair<Aggregation, double>>{
+           {Aggregation::token_mean, 3.0}, {Aggregation::seq_mean_token_mean, 3.25},
+           {Aggregation::seq_mean_token_sum, 7.5}, {Aggregation::seq_mean_token_sum_norm, 1.875}}) {
+    INFO("aggregation " << static_cast<int>(aggregation));
+    const HandCase plain = hand_case();
+    const auto without = ClippedSurrogateLoss{.aggregation = aggregation}(inputs_of(plain), norm);
+    without.loss.backward();
+    const HandCase c = hand_case();
+    auto in = inputs_of(c);
+    in.entropy = dbl({1, 2, 3, 4, 5, nan}, {2, 3}).requires_grad_(true);
+    const auto with = ClippedSurrogateLoss{.aggregation = aggregation, .entropy_coef = 0.1}(in, norm);
+    CHECK(with.loss.item<double>() == Approx(without.loss.item<double>() - 0.1 * bonus).margin(1e-12));
+    with.loss.backward();
+    check_values(c.logprobs.grad(), values(plain.logprobs.grad()));
+    std::vector<double> g(6, 0.0);
+    for (std::size_t i = 0; i < 5; ++i) {
+      switch (aggregation) {
+        case Aggregation::token_mean: g[i] = -0.1 / 5; break;
+        case Aggregation::seq_mean_token_mean: g[i] = -0.1 / ((i < 3 ? 3.0 : 2.0) * 2); break;
+        case Aggregation::seq_mean_token_sum: g[i] = -0.1 / 2; break;
+        case Aggregation::seq_mean_token_sum_norm: g[i] = -0.1 / 8; break;
+      }
+    }
+    check_values(in.entropy.grad(), g);
+  }
+  const HandCase c = hand_case();
+  CHECK_THROWS_WITH((ClippedSurrogateLoss{.entropy_coef = 0.1}(inputs_of(c), norm)), Catch::Contains("needs entropy [B, T]"));
+  CHECK_THROWS_WITH((ClippedSurrogateLoss{.entropy_coef = -1}(inputs_of(c), norm)), Catch::Contains("entropy_coef must be"));
+}
+
 TEST_CASE("clip-higher: clip_high = 0.28 keeps r = 1.25 unclipped for A > 0", "[clipped_surrogate]") {
   const auto logprobs = dbl({std::log(1.25)}, {1, 1});
   const auto zero = dbl({0.0}, {1, 1});

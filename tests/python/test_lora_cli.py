@@ -24,6 +24,7 @@ def lora_config(tmp):
     config = json.loads(path.read_text())
     config["policy"]["lora"] = {"rank": 4, "alpha": 8, "target_modules": TARGETS}
     config["loss"]["kl_coef"] = 0.05
+    config["loss"]["entropy_coef"] = 0.001  # the entropy bonus takes the policy's entropy through the trainer
     path.write_text(json.dumps(config, indent=2))
     return path
 

@@ -9,6 +9,8 @@
 //   pg_it = max(-A_i r_it, -A_i clip(r_it, 1 - clip_low, 1 + clip_high))
 //   pg_it = min(pg_it, c |A_i|)  if A_i < 0 and dual_clip = c
 //   l_it  = pg_it + kl_coef * kl_it,   kl_it = k1 | k2 | k3 of logp_it - ref_logp_it
+// and, with entropy_coef > 0, the aggregated entropy H_it of pi_theta is subtracted (verl's
+// entropy_coeff): loss = agg(l) - entropy_coef * agg(H), with the same aggregation.
 // Aggregation over the global batch (N_tok tokens, N_seq sequences, horizon H):
 //   token_mean               sum_it m l / N_tok
 //   seq_mean_token_mean      sum_i (sum_t m l / |o_i|) / N_seq
@@ -76,6 +78,9 @@ struct ClippedSurrogateLoss {
   RatioLevel ratio = RatioLevel::token;
   /// How token losses are averaged. Default token_mean.
   Aggregation aggregation = Aggregation::token_mean;
+  /// Entropy bonus, >= 0: subtracts entropy_coef times the aggregated entropy (needs
+  /// PolicyLossInputs::entropy). Default 0 (the paper; verl's entropy_coeff).
+  double entropy_coef = 0.0;
 
   /// One micro-batch -> its share of the global loss and device-side statistics (no host sync).
   [[nodiscard]] PolicyLossOutput operator()(const PolicyLossInputs& in, const LossNormalizer& norm) const;
@@ -101,6 +106,8 @@ inline void check_loss_options(const ClippedSurrogateLoss& o) {
     throw Error(who + "dual_clip must be finite and > 1, found " + std::to_string(*o.dual_clip) + "; verl uses 3");
   if (!(o.kl_coef >= 0.0) || !std::isfinite(o.kl_coef))
     throw Error(who + "kl_coef must be finite and >= 0, found " + std::to_string(o.kl_coef));
+  if (!(o.entropy_coef >= 0.0) || !std::isfinite(o.entropy_coef))
+    throw Error(who + "entropy_coef must be finite and >= 0, found " + std::to_string(o.entropy_coef));
 }
 
 inline void check_loss_inputs(const ClippedSurrogateLoss& o, const PolicyLossInputs& in, const LossNormalizer& norm) {
@@ -124,6 +131,10 @@ inline void check_loss_inputs(const ClippedSurrogateLoss& o, const PolicyLossInp
     throw Error(who + "kl_coef = " + std::to_string(o.kl_coef) +
                 " needs ref_logprobs [B, T] from the reference policy; pass them or set kl_coef = 0");
   if (in.ref_logprobs.defined()) same(in.ref_logprobs, "ref_logprobs");
+  if (o.entropy_coef > 0.0 && !in.entropy.defined())
+    throw Error(who + "entropy_coef = " + std::to_string(o.entropy_coef) +
+                " needs entropy [B, T] from the policy (a policy that computes it); pass it or set entropy_coef = 0");
+  if (o.entropy_coef > 0.0) same(in.entropy, "entropy");
   if (!in.advantages.defined() || in.advantages.dim() != 1 || in.advantages.size(0) != shape[0])
     throw Error(who + "expected advantages [B] with B = " + std::to_string(shape[0]) + ", found " +
                 (in.advantages.defined() ? c10::str(in.advantages.sizes()) : std::string("undefined")));
@@ -411,12 +422,29 @@ struct ClippedSurrogateFunction : torch::autograd::Function<ClippedSurrogateFunc
   }
 };
 
+/// values [B, T] aggregated over the mask as the policy loss is (see the header), differentiable.
+inline at::Tensor aggregate(const at::Tensor& values, const at::Tensor& mask, Aggregation aggregation,
+                            const LossNormalizer& norm) {
+  const at::Tensor m = mask.to(values.scalar_type());
+  const at::Tensor masked = at::where(mask.ne(0), values, at::zeros({}, values.options()));  // NaN padding stays out
+  switch (aggregation) {
+    case Aggregation::token_mean: return masked.sum().div(norm.tokens);
+    case Aggregation::seq_mean_token_mean:
+      return masked.sum({1}, true).div(m.sum({1}, true).clamp_min(1.0).mul(norm.sequences)).sum();
+    case Aggregation::seq_mean_token_sum: return masked.sum().div(norm.sequences);
+    case Aggregation::seq_mean_token_sum_norm: return masked.sum().div(norm.sequences * norm.horizon);
+  }
+  return masked.sum();  // unreachable
+}
+
 inline PolicyLossOutput clipped_surrogate(const ClippedSurrogateLoss& o, const PolicyLossInputs& in,
                                           const LossNormalizer& norm, bool use_aten = false) {
   check_loss_options(o);
   check_loss_inputs(o, in, norm);
   const auto out = ClippedSurrogateFunction::apply(in.logprobs, &in, &o, &norm, use_aten);
-  return {out[0], {out[1], out[2], out[3], out[4], out[5]}};
+  at::Tensor loss = out[0];
+  if (o.entropy_coef > 0.0) loss = loss.sub(aggregate(in.entropy, in.mask, o.aggregation, norm).mul(o.entropy_coef));
+  return {loss, {out[1], out[2], out[3], out[4], out[5]}};
 }
 
 }  // namespace detail

@@ -14,6 +14,7 @@ struct PolicyLossInputs {
   at::Tensor ref_logprobs;  ///< [B, T] log pi_ref for the KL term; undefined when beta = 0
   at::Tensor advantages;    ///< [B] one advantage per sequence (float)
   at::Tensor mask;          ///< [B, T] 1 for completion tokens that count, 0 for prompt/padding
+  at::Tensor entropy;       ///< [B, T] entropy of pi_theta at each position, requires grad; needed for an entropy bonus only
 };
 
 /// Normalisers counted over the *global* batch: every micro-batch of the step on every rank.

@@ -347,6 +347,7 @@ class Trainer {
                             : source == OldLogprobSource::sampler  ? mb.sampler_logprobs.to(device)
                                                                    : mb.old_logprobs.to(device);
           if (mb.ref_logprobs.defined()) in.ref_logprobs = mb.ref_logprobs.to(device);
+          in.entropy = lp.entropy;  // for an entropy bonus (undefined when the policy computes none)
           std::vector<float> a;
           a.reserve(mb.samples.size());
           for (std::size_t i : mb.samples) a.push_back(adv[i]);

@@ -300,6 +300,11 @@ TEST_CASE("a LoRA policy: base-model view, checkpoint restore, and a checkpoint 
   resumed.restore_weights(folder);
   CHECK(at::equal(resumed.logprobs(batch, 1.0).logprobs, adapted));
 
+  // A checkpoint written without adapters cannot restore a policy that has them.
+  const auto full = scratch("full-policy");
+  plain.save_pretrained(full);
+  CHECK_THROWS_WITH(resumed.restore_weights(full), Catch::Contains("was not trained with LoRA adapters"));
+
   auto other_base = grpo::Qwen2Policy::load(tiny);
   other_base.model()->model->norm->weight.add_(0.1);
   other_base.add_lora({.rank = 2, .alpha = 4, .target_modules = {"q_proj", "down_proj"}});

@@ -228,6 +228,10 @@ class Qwen2Policy {
       for (auto& [name, param] : named_parameters()) param.copy_(load_named(checkpoint, folder, name, param));
       return;
     }
+    if (!std::filesystem::exists(folder / "adapter" / "adapter_model.safetensors")) {
+      throw Error(folder.string() + ": no adapter/adapter_model.safetensors: this checkpoint was not trained with LoRA "
+                  "adapters, but this policy has them; resume it without adapters (no policy.lora)");
+    }
     load_lora_weights(*model_, folder / "adapter");
     std::map<std::string, const ProjectionImpl*> merged;
     for (const auto& [name, projection] : adapted) merged.emplace(name + ".weight", projection.get());

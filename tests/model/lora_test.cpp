@@ -123,6 +123,19 @@ TEST_CASE("add_lora adapts the targeted projections of every layer, starts as th
   }
 
   CHECK_THROWS_WITH(grpo::add_lora(*model, {}), Catch::Contains("already has LoRA adapters"));
+
+  // Full module names, as PEFT writes them, adapt one module each; the saved config names them.
+  auto one = base();
+  CHECK(grpo::add_lora(*one, {.target_modules = {"model.layers.1.mlp.up_proj", "q_proj"}}) == 1 + 2);
+  const auto saved = scratch("one-module");
+  grpo::save_lora_adapter(*one, saved);
+  CHECK(read_json(saved / "adapter_config.json")["target_modules"] ==
+        nlohmann::json({"q_proj", "model.layers.1.mlp.up_proj"}));
+  auto reloaded = base();
+  grpo::load_lora_adapter(*reloaded, saved);
+  CHECK(grpo::lora_projections(*reloaded).size() == 3);
+  CHECK_THROWS_WITH(grpo::add_lora(*base(), {.target_modules = {"model.layers.9.self_attn.q_proj"}}),
+                    Catch::Contains("'model.layers.9.self_attn.q_proj' matches no projection"));
   auto other = base();
   CHECK_THROWS_WITH(grpo::add_lora(*other, {.target_modules = {"lm_head"}}),
                     Catch::Contains("target_modules: unknown projection 'lm_head'"));
@@ -144,8 +157,9 @@ TEST_CASE("adapters saved by PEFT load and give PEFT's logits; merged weights ar
   }
   CHECK(logit_difference(model, "adapter_logits") < 1e-4);
 
-  auto rs = base();  // rsLoRA: scaling alpha / sqrt(r) = 3 / sqrt(2)
+  auto rs = base();  // rsLoRA: scaling alpha / sqrt(r) = 3 / sqrt(2); made with "all-linear", which PEFT wrote out as 14 names
   grpo::load_lora_adapter(*rs, fixtures / "adapter_rslora");
+  CHECK(grpo::lora_projections(*rs).size() == 2 * 7);
   CHECK(grpo::lora_projections(*rs).front().second->lora_scaling == Approx(3.0 / std::sqrt(2.0)));
   CHECK(logit_difference(rs, "rslora_logits") < 1e-4);
   const auto saved = scratch("rslora-saved");  // saved as made: use_rslora with alpha 3, not alpha 3 / sqrt(2) x 2
@@ -232,7 +246,7 @@ TEST_CASE("a bad adapter folder is refused with an error naming the file and the
     std::string message;
   };
   for (const auto& c : std::vector<Case>{{"use_dora", true, "use_dora = true is not supported"},
-                                         {"target_modules", "all-linear", "target_modules: expected a list"},
+                                         {"target_modules", ".*proj", "target_modules: expected a list of projection names or \"all-linear\""},
                                          {"peft_type", "IA3", "peft_type: expected \"LORA\""},
                                          {"r", 8, ""},
                                          {"rank_pattern", {{"q_proj", 2}}, "rank_pattern"},
@@ -253,6 +267,19 @@ TEST_CASE("a bad adapter folder is refused with an error naming the file and the
       CHECK_THROWS_WITH(grpo::load_lora_adapter(*model, folder),
                         Catch::Contains((folder / "adapter_config.json").string()) && Catch::Contains(c.message));
     }
+  }
+  {  // PEFT's "all-linear" shorthand: the seven projections of every layer
+    const auto folder = make("all-linear");
+    edit(folder, "target_modules", "all-linear");
+    fs::copy_file(fixtures / "adapter_rslora" / "adapter_model.safetensors", folder / "adapter_model.safetensors",
+                  fs::copy_options::overwrite_existing);
+    edit(folder, "r", 2);
+    edit(folder, "lora_alpha", 3);
+    edit(folder, "use_rslora", true);
+    auto model = base();
+    grpo::load_lora_adapter(*model, folder);
+    CHECK(grpo::lora_projections(*model).size() == 2 * 7);
+    CHECK(logit_difference(model, "rslora_logits") < 1e-4);
   }
   {  // fewer targets than the file has tensors: the others match nothing
     const auto folder = make("extra-tensors");

@@ -27,6 +27,7 @@
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -44,8 +45,10 @@ namespace grpo {
 struct LoraOptions {
   std::int64_t rank = 8;  ///< r: inner dimension of each adapter; default 8
   double alpha = 16.0;    ///< lora_alpha: the update is scaled by alpha / rank; default 16
-  /// Projections to adapt, by their last name component; any of q_proj, k_proj, v_proj, o_proj,
-  /// gate_proj, up_proj, down_proj. Default: all seven.
+  /// Projections to adapt, matched as PEFT does: a module whose name is the target or ends with
+  /// "." + target. A bare name (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)
+  /// adapts it in every layer; a longer one ("model.layers.3.mlp.up_proj", as PEFT writes
+  /// "all-linear" out) one module. Default: all seven in every layer.
   std::vector<std::string> target_modules = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
   bool use_rslora = false;                 ///< scale by alpha / sqrt(rank) instead; default false
   c10::ScalarType dtype = c10::kFloat;     ///< adapter dtype (PEFT keeps adapters in float32); default float32
@@ -70,6 +73,22 @@ inline std::string last_component(const std::string& name) {
   return dot == std::string::npos ? name : name.substr(dot + 1);
 }
 
+/// PEFT's rule for a target given as a string of a list: the name itself or a "."-suffix of it.
+inline bool target_matches(const std::string& module, const std::string& target) {
+  return module == target || (module.size() > target.size() && module.ends_with(target) &&
+                              module[module.size() - target.size() - 1] == '.');
+}
+
+/// The projections of the decoder layers (never lm_head / score), with their names.
+inline std::vector<std::pair<std::string, std::shared_ptr<ProjectionImpl>>> layer_projections(torch::nn::Module& module) {
+  std::vector<std::pair<std::string, std::shared_ptr<ProjectionImpl>>> out;
+  for (const auto& item : module.named_modules("", /*include_self=*/false)) {
+    auto projection = std::dynamic_pointer_cast<ProjectionImpl>(item.value());
+    if (projection && item.key().find("layers.") != std::string::npos) out.emplace_back(item.key(), std::move(projection));
+  }
+  return out;
+}
+
 inline void check_lora_options(const LoraOptions& options, const std::string& where) {
   if (options.rank <= 0) throw Error(where + ": rank (r): expected > 0, found " + std::to_string(options.rank));
   if (!(options.alpha > 0.0) || !std::isfinite(options.alpha)) {
@@ -78,7 +97,7 @@ inline void check_lora_options(const LoraOptions& options, const std::string& wh
   if (options.target_modules.empty()) throw Error(where + ": target_modules: expected at least one projection name");
   for (const auto& target : options.target_modules) {
     const auto& known = lora_target_names();
-    if (std::find(known.begin(), known.end(), target) == known.end()) {
+    if (std::find(known.begin(), known.end(), last_component(target)) == known.end()) {
       throw Error(where + ": target_modules: unknown projection '" + target +
                   "'; expected any of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj");
     }
@@ -114,14 +133,18 @@ inline bool is_lora_parameter(const std::string& name) {
 inline std::int64_t add_lora(torch::nn::Module& module, const LoraOptions& options) {
   detail::check_lora_options(options, "LoRA options");
   if (has_lora(module)) throw Error("add_lora: the model already has LoRA adapters");
-  const std::set<std::string> targets(options.target_modules.begin(), options.target_modules.end());
   std::vector<std::shared_ptr<ProjectionImpl>> chosen;
-  for (const auto& item : module.named_modules("", /*include_self=*/false)) {
-    auto projection = std::dynamic_pointer_cast<ProjectionImpl>(item.value());
-    if (!projection || item.key().find("layers.") == std::string::npos) continue;  // never lm_head / score
-    if (targets.contains(detail::last_component(item.key()))) chosen.push_back(std::move(projection));
+  const auto candidates = detail::layer_projections(module);
+  for (const auto& target : options.target_modules) {
+    const bool found = std::any_of(candidates.begin(), candidates.end(),
+                                   [&](const auto& c) { return detail::target_matches(c.first, target); });
+    if (!found) throw Error("add_lora: target_modules: '" + target + "' matches no projection of the model's layers");
   }
-  if (chosen.empty()) throw Error("add_lora: no projection of the model matches target_modules");
+  for (const auto& [name, projection] : candidates) {
+    const bool wanted = std::any_of(options.target_modules.begin(), options.target_modules.end(),
+                                    [&](const std::string& t) { return detail::target_matches(name, t); });
+    if (wanted) chosen.push_back(projection);
+  }
   {
     at::NoGradGuard no_grad;
     for (auto& p : module.parameters()) p.requires_grad_(false);
@@ -188,9 +211,19 @@ inline LoraOptions lora_options_of(torch::nn::Module& module) {
   options.alpha = first.lora_alpha;
   options.use_rslora = first.lora_rslora;
   options.dtype = first.lora_A->weight.scalar_type();
-  std::set<std::string> targets;
-  for (const auto& [name, projection] : found) targets.insert(detail::last_component(name));
-  options.target_modules.assign(targets.begin(), targets.end());
+  // A bare name where every layer's projection of that name is adapted, else the full names.
+  std::map<std::string, std::pair<int, int>> counts;  // last name -> (adapted, in the layers)
+  for (const auto& [name, projection] : detail::layer_projections(module)) {
+    auto& [adapted, total] = counts[detail::last_component(name)];
+    ++total;
+    adapted += projection->lora_A ? 1 : 0;
+  }
+  options.target_modules.clear();
+  for (const auto& [last, count] : counts)
+    if (count.first == count.second) options.target_modules.push_back(last);
+  for (const auto& [name, projection] : found)
+    if (counts[detail::last_component(name)].first != counts[detail::last_component(name)].second)
+      options.target_modules.push_back(name);
   return options;
 }
 
@@ -236,7 +269,8 @@ inline void save_lora_adapter(torch::nn::Module& module, const std::filesystem::
 /// Reads a PEFT adapter_config.json into LoraOptions. Settings that change what the adapter
 /// computes and that this implementation does not have (DoRA, aLoRA and the other variants, LoRA
 /// biases, per-module rank or alpha patterns, layer subsets, fan_in_fan_out, modules_to_save, a
-/// regex target_modules, inits that rewrite the base weights such as PiSSA or LoftQ) are refused
+/// regex target_modules ("all-linear" is read), inits that rewrite the base weights such as PiSSA
+/// or LoftQ) are refused
 /// with an error naming the field; lora_dropout is ignored (it only acts in training).
 inline LoraOptions load_lora_config(const std::filesystem::path& folder) {
   const auto path = folder / "adapter_config.json";
@@ -267,14 +301,19 @@ inline LoraOptions load_lora_config(const std::filesystem::path& folder) {
     if (alpha == nullptr || !alpha->is_number()) throw Error(where + ": lora_alpha: expected a number");
     options.alpha = alpha->get<double>();
     const auto* targets = field("target_modules");
-    if (targets == nullptr || !targets->is_array()) {
-      throw Error(where + ": target_modules: expected a list of projection names" +
-                  (targets ? ", found " + targets->dump() + " (a regular expression or \"all-linear\" is not supported)" : std::string()));
-    }
-    options.target_modules.clear();
-    for (const auto& t : *targets) {
-      if (!t.is_string()) throw Error(where + ": target_modules: expected strings, found " + t.dump());
-      options.target_modules.push_back(t.get<std::string>());
+    if (targets != nullptr && targets->is_string() && targets->get<std::string>() == "all-linear") {
+      // PEFT's shorthand: every linear layer but the output layer, i.e. the seven projections of
+      // each decoder layer of a Qwen2 model.
+      options.target_modules = detail::lora_target_names();
+    } else if (targets == nullptr || !targets->is_array()) {
+      throw Error(where + ": target_modules: expected a list of projection names or \"all-linear\"" +
+                  (targets ? ", found " + targets->dump() + " (a regular expression is not supported)" : std::string()));
+    } else {
+      options.target_modules.clear();
+      for (const auto& t : *targets) {
+        if (!t.is_string()) throw Error(where + ": target_modules: expected strings, found " + t.dump());
+        options.target_modules.push_back(t.get<std::string>());
+      }
     }
     if (const auto* rs = field("use_rslora")) {
       if (!rs->is_boolean()) throw Error(where + ": use_rslora: expected true or false, found " + rs->dump());

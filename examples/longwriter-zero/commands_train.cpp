@@ -536,7 +536,7 @@ void run_train(const TrainArgs& args) {
       (t.requires_grad() ? total : frozen_count) += t.numel();
       trained_tensors += t.requires_grad() ? 1 : 0;
     }
-    std::fprintf(stderr, "policy: %zu tensors frozen (%lld parameters); %zu tensors trained (%lld parameters)\n",
+    std::fprintf(stderr, "policy: policy.freeze froze %zu tensors; %lld parameters frozen in all, %zu tensors trained (%lld parameters)\n",
                  frozen.size(), static_cast<long long>(frozen_count), trained_tensors,
                  static_cast<long long>(total));
   }

@@ -74,7 +74,7 @@ TEST_CASE("a LoRA projection computes x W^T + b + scaling (x A^T) B^T; its merge
   }
   p->lora_A = p->register_module("lora_A", a);
   p->lora_B = p->register_module("lora_B", b);
-  p->lora_scaling = 2.0;
+  p->lora_alpha = 2.0;  // rank 1: scaling alpha / rank = 2
   const auto y = p->forward(at::tensor({1.0f, 2.0f, 3.0f}).view({1, 3}));
   CHECK(y.allclose(at::tensor({13.5f, 25.5f}).view({1, 2})));
   CHECK(p->effective_weight().allclose(at::tensor({3.0f, 2.0f, 2.0f, 4.0f, 5.0f, 4.0f}).view({2, 3})));
@@ -109,7 +109,7 @@ TEST_CASE("add_lora adapts the targeted projections of every layer, starts as th
     CHECK(projection->lora_A->weight.abs().max().item<double>() <= bound);
     CHECK(projection->lora_A->weight.abs().max().item<double>() > bound / 2);  // uniform in +-bound, not zeros
     CHECK(projection->lora_B->weight.abs().max().item<double>() == 0.0);
-    CHECK(projection->lora_scaling == 2.0);
+    CHECK(projection->lora_scaling() == 2.0);
   }
   CHECK_FALSE(model->lm_head->lora_A);
 
@@ -160,7 +160,7 @@ TEST_CASE("adapters saved by PEFT load and give PEFT's logits; merged weights ar
   auto rs = base();  // rsLoRA: scaling alpha / sqrt(r) = 3 / sqrt(2); made with "all-linear", which PEFT wrote out as 14 names
   grpo::load_lora_adapter(*rs, fixtures / "adapter_rslora");
   CHECK(grpo::lora_projections(*rs).size() == 2 * 7);
-  CHECK(grpo::lora_projections(*rs).front().second->lora_scaling == Approx(3.0 / std::sqrt(2.0)));
+  CHECK(grpo::lora_projections(*rs).front().second->lora_scaling() == Approx(3.0 / std::sqrt(2.0)));
   CHECK(logit_difference(rs, "rslora_logits") < 1e-4);
   const auto saved = scratch("rslora-saved");  // saved as made: use_rslora with alpha 3, not alpha 3 / sqrt(2) x 2
   grpo::save_lora_adapter(*rs, saved);

@@ -21,6 +21,7 @@
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -92,7 +93,7 @@ class ProjectionImpl : public torch::nn::Module {
     // One addmm on 2-D views, y + scaling (low B^T): autograd keeps only low and B for the
     // backward, no [tokens, out] intermediate (a separate product, scale and add kept ~2 of them).
     const auto flat = at::addmm(y.reshape({-1, y.size(-1)}).to(low.scalar_type()), low.reshape({-1, low.size(-1)}),
-                                lora_B->weight.t(), /*beta=*/1.0, /*alpha=*/lora_scaling);
+                                lora_B->weight.t(), /*beta=*/1.0, /*alpha=*/lora_scaling());
     return flat.view(y.sizes()).to(y.scalar_type());
   }
 
@@ -101,7 +102,14 @@ class ProjectionImpl : public torch::nn::Module {
   at::Tensor effective_weight() const {
     if (!lora_A) return weight.detach();
     const auto delta = at::matmul(lora_B->weight.detach().to(at::kFloat), lora_A->weight.detach().to(at::kFloat));
-    return (weight.detach().to(at::kFloat) + delta * lora_scaling).to(weight.scalar_type());
+    return (weight.detach().to(at::kFloat) + delta * lora_scaling()).to(weight.scalar_type());
+  }
+
+  /// The adapter's scale: alpha / rank, or alpha / sqrt(rank) with rsLoRA (0 without an adapter).
+  double lora_scaling() const {
+    if (!lora_A) return 0.0;
+    const auto rank = static_cast<double>(lora_A->weight.size(0));
+    return lora_rslora ? lora_alpha / std::sqrt(rank) : lora_alpha / rank;
   }
 
   at::Tensor weight;
@@ -110,9 +118,8 @@ class ProjectionImpl : public torch::nn::Module {
   /// without one. Added by grpo::add_lora.
   std::shared_ptr<ProjectionImpl> lora_A;
   std::shared_ptr<ProjectionImpl> lora_B;
-  double lora_scaling = 0.0;  ///< alpha / rank (alpha / sqrt(rank) with rsLoRA)
-  double lora_alpha = 0.0;    ///< the alpha the adapter was made with (saved in adapter_config.json)
-  bool lora_rslora = false;   ///< whether the scaling is rsLoRA's
+  double lora_alpha = 0.0;    ///< the adapter's alpha (its scale: lora_scaling())
+  bool lora_rslora = false;   ///< whether the scale is rsLoRA's alpha / sqrt(rank)
   bool lora_enabled = true;   ///< false: forward computes the base layer only (the adapter is kept)
 };
 TORCH_MODULE(Projection);

@@ -44,7 +44,7 @@ namespace grpo {
 /// Which projections get an adapter and how it is sized (PEFT's LoraConfig fields).
 struct LoraOptions {
   std::int64_t rank = 8;  ///< r: inner dimension of each adapter; default 8
-  double alpha = 16.0;    ///< lora_alpha: the update is scaled by alpha / rank; default 16
+  double alpha = 16.0;    ///< lora_alpha: the update is scaled by alpha / rank (ProjectionImpl::lora_scaling); default 16
   /// Projections to adapt, matched as PEFT does: a module whose name is the target or ends with
   /// "." + target. A bare name (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)
   /// adapts it in every layer; a longer one ("model.layers.3.mlp.up_proj", as PEFT writes
@@ -55,10 +55,6 @@ struct LoraOptions {
   /// true: B = 0 (the adapted model starts as the base, PEFT's default); false: B uniform in
   /// +-1/sqrt(rank) too (PEFT's init_lora_weights=False, for tests). Default true.
   bool zero_init_b = true;
-
-  [[nodiscard]] double scaling() const {
-    return use_rslora ? alpha / std::sqrt(static_cast<double>(rank)) : alpha / static_cast<double>(rank);
-  }
 };
 
 namespace detail {
@@ -110,11 +106,8 @@ inline void check_lora_options(const LoraOptions& options, const std::string& wh
 /// The adapted projections of `module`, with their names ("model.layers.0.self_attn.q_proj"), in
 /// module order; empty without adapters.
 inline std::vector<std::pair<std::string, std::shared_ptr<ProjectionImpl>>> lora_projections(torch::nn::Module& module) {
-  std::vector<std::pair<std::string, std::shared_ptr<ProjectionImpl>>> out;
-  for (const auto& item : module.named_modules("", /*include_self=*/false)) {
-    auto projection = std::dynamic_pointer_cast<ProjectionImpl>(item.value());
-    if (projection && projection->lora_A) out.emplace_back(item.key(), std::move(projection));
-  }
+  auto out = detail::layer_projections(module);  // adapters live in the decoder layers only (add_lora)
+  std::erase_if(out, [](const auto& item) { return !item.second->lora_A; });
   return out;
 }
 
@@ -168,20 +161,15 @@ inline std::int64_t add_lora(torch::nn::Module& module, const LoraOptions& optio
     }
     projection->lora_A = projection->register_module("lora_A", a);
     projection->lora_B = projection->register_module("lora_B", b);
-    projection->lora_scaling = options.scaling();
     projection->lora_alpha = options.alpha;
     projection->lora_rslora = options.use_rslora;
   }
   return static_cast<std::int64_t>(chosen.size());
 }
 
-/// Switches every adapter of `module` on or off (off: the base model's function; the adapters
-/// are kept). Used to compute the base model's log-probs as a KL reference without a second copy.
-inline void set_lora_enabled(torch::nn::Module& module, bool enabled) {
-  for (auto& [name, projection] : lora_projections(module)) projection->lora_enabled = enabled;
-}
-
-/// Switches the adapters off for a scope; each is left as it was before (nested guards work).
+/// Switches the adapters off for a scope (the base model's function; the adapters are kept), as
+/// Qwen2Policy::base_model_view does for the KL reference; each is left as it was before (nested
+/// guards work).
 class LoraDisabled {
  public:
   explicit LoraDisabled(torch::nn::Module& module) {
@@ -347,18 +335,6 @@ inline LoraOptions load_lora_config(const std::filesystem::path& folder) {
   return options;
 }
 
-/// Adds the adapters of a PEFT adapter folder to `module` (see add_lora: the rest is frozen) and
-/// loads their weights, in float32 as PEFT does. Every adapter tensor of the file must be used and every adapter must be
-/// in the file, with the expected shape; errors name the file and the tensor.
-inline void load_lora_weights(torch::nn::Module& module, const std::filesystem::path& folder);
-
-inline void load_lora_adapter(torch::nn::Module& module, const std::filesystem::path& folder) {
-  auto options = load_lora_config(folder);
-  options.dtype = c10::kFloat;  // as PEFT's from_pretrained (autocast_adapter_dtype): float32 whatever the file holds
-  add_lora(module, options);
-  load_lora_weights(module, folder);
-}
-
 /// Copies the weights of folder/adapter_model.safetensors into the adapters `module` already has
 /// (same strictness as load_lora_adapter; the values keep the adapters' dtype).
 inline void load_lora_weights(torch::nn::Module& module, const std::filesystem::path& folder) {
@@ -386,6 +362,16 @@ inline void load_lora_weights(torch::nn::Module& module, const std::filesystem::
       throw Error(file.path().string() + ": tensor '" + name + "' matches no adapted projection of this model");
     }
   }
+}
+
+/// Adds the adapters of a PEFT adapter folder to `module` (see add_lora: the rest is frozen) and
+/// loads their weights, in float32 as PEFT does. Every adapter tensor of the file must be used and every adapter must be
+/// in the file, with the expected shape; errors name the file and the tensor.
+inline void load_lora_adapter(torch::nn::Module& module, const std::filesystem::path& folder) {
+  auto options = load_lora_config(folder);
+  options.dtype = c10::kFloat;  // as PEFT's from_pretrained (autocast_adapter_dtype): float32 whatever the file holds
+  add_lora(module, options);
+  load_lora_weights(module, folder);
 }
 
 }  // namespace grpo

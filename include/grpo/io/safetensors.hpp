@@ -769,4 +769,19 @@ ShardedSaveResult save_sharded_safetensors(const std::filesystem::path& folder, 
   return save_sharded_safetensors(folder, detail::to_named_tensors(tensors), options);
 }
 
+/// The tensor `name` of a checkpoint folder for the parameter `param` (on its device, in its
+/// dtype), for restoring a model's weights by name: a tensor the folder lacks or whose shape
+/// differs is an error naming `folder` and the tensor.
+inline at::Tensor load_parameter(const SafetensorsCheckpoint& checkpoint, const std::filesystem::path& folder,
+                                 const std::string& name, const at::Tensor& param) {
+  if (!checkpoint.contains(name)) {
+    throw Error(folder.string() + ": missing tensor '" + name + "' of the policy; resume with the same model architecture");
+  }
+  const auto value = checkpoint.load(name, {.device = param.device(), .dtype = param.scalar_type()});
+  if (!value.sizes().equals(param.sizes())) {
+    throw Error(folder.string() + ": tensor '" + name + "' has the wrong shape for this policy");
+  }
+  return value;
+}
+
 }  // namespace grpo::io

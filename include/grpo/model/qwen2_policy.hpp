@@ -225,7 +225,7 @@ class Qwen2Policy {
     const auto checkpoint = io::SafetensorsCheckpoint::open(folder);
     const auto adapted = lora_projections(*model_);
     if (adapted.empty()) {
-      for (auto& [name, param] : named_parameters()) param.copy_(load_named(checkpoint, folder, name, param));
+      for (auto& [name, param] : named_parameters()) param.copy_(io::load_parameter(checkpoint, folder, name, param));
       return;
     }
     if (!std::filesystem::exists(folder / "adapter" / "adapter_model.safetensors")) {
@@ -237,7 +237,7 @@ class Qwen2Policy {
     for (const auto& [name, projection] : adapted) merged.emplace(name + ".weight", projection.get());
     for (auto& [name, param] : named_parameters()) {
       if (is_lora_parameter(name)) continue;
-      const auto saved = load_named(checkpoint, folder, name, param);
+      const auto saved = io::load_parameter(checkpoint, folder, name, param);
       const auto it = merged.find(name);
       bool same = true;
       if (it == merged.end()) {
@@ -264,18 +264,6 @@ class Qwen2Policy {
   /// Adapters off for the scope when this is a base-model view; nothing otherwise.
   [[nodiscard]] std::unique_ptr<LoraDisabled> adapters_off() {
     return options_.use_lora_adapters ? nullptr : std::make_unique<LoraDisabled>(*model_);
-  }
-
-  static at::Tensor load_named(const io::SafetensorsCheckpoint& checkpoint, const std::filesystem::path& folder,
-                               const std::string& name, const at::Tensor& param) {
-    if (!checkpoint.contains(name)) {
-      throw Error(folder.string() + ": missing tensor '" + name + "' of the policy; resume with the same model architecture");
-    }
-    const auto value = checkpoint.load(name, {.device = param.device(), .dtype = param.scalar_type()});
-    if (!value.sizes().equals(param.sizes())) {
-      throw Error(folder.string() + ": tensor '" + name + "' has the wrong shape for this policy");
-    }
-    return value;
   }
 
   Qwen2Model model_;

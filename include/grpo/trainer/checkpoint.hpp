@@ -237,18 +237,7 @@ TrainerState load_checkpoint(const std::filesystem::path& path, P& policy, torch
   } else {
     const auto checkpoint = io::SafetensorsCheckpoint::open(folder / "policy");
     at::NoGradGuard no_grad;
-    auto named = policy.named_parameters();
-    for (auto& [name, param] : named) {
-      if (!checkpoint.contains(name)) {
-        throw Error((folder / "policy").string() + ": missing tensor '" + name +
-                    "' of the policy; resume with the same model architecture");
-      }
-      const auto value = checkpoint.load(name, {.device = param.device(), .dtype = param.scalar_type()});
-      if (!value.sizes().equals(param.sizes())) {
-        throw Error((folder / "policy").string() + ": tensor '" + name + "' has the wrong shape for this policy");
-      }
-      param.copy_(value);
-    }
+    for (auto& [name, param] : policy.named_parameters()) param.copy_(io::load_parameter(checkpoint, folder / "policy", name, param));
   }
   detail::load_adamw(optimizer, folder / "optimizer.safetensors", params,
                      detail::param_names(params, policy.named_parameters()));

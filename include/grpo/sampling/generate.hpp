@@ -112,6 +112,11 @@ struct DecodeOptions {
 
 namespace detail {
 
+/// The seed of request i: options.seeds[i], or options.seed + i without explicit seeds.
+inline std::uint64_t request_seed(const SamplingOptions& options, std::size_t i) {
+  return options.seeds.empty() ? options.seed + i : options.seeds[i];
+}
+
 /// One decode step's outputs, on the host.
 struct StepResult {
   at::Tensor tokens;    // [B] int64
@@ -275,7 +280,7 @@ inline std::vector<Generation> generate(Qwen2Model& model, std::span<const std::
       wave.seeds.resize(static_cast<std::size_t>(count));
       for (std::int64_t j = 0; j < count; ++j) {
         const auto i = static_cast<std::size_t>(begin + j);
-        wave.seeds[static_cast<std::size_t>(j)] = options.seeds.empty() ? options.seed + i : options.seeds[i];
+        wave.seeds[static_cast<std::size_t>(j)] = detail::request_seed(options, i);
       }
       auto part = generate(model, prompts.subspan(static_cast<std::size_t>(begin), static_cast<std::size_t>(count)), wave,
                            tokenizer, decode);
@@ -316,7 +321,7 @@ inline std::vector<Generation> generate(Qwen2Model& model, std::span<const std::
   engines.reserve(prompts.size());
   texts.reserve(prompts.size());
   for (std::size_t i = 0; i < prompts.size(); ++i) {
-    engines.emplace_back(options.seeds.empty() ? options.seed + i : options.seeds[i]);
+    engines.emplace_back(detail::request_seed(options, i));
     texts.emplace_back(tokenizer, options);
   }
 

@@ -20,7 +20,7 @@
 //                [google benchmark flags]
 // On the CPU (no GPU here) use --shape=tiny: a smoke run of the same code.
 #include <grpo/model/qwen2.hpp>
-#include <grpo/sampling/generate.hpp>
+#include <grpo/model/qwen2_generate.hpp>
 
 #include <ATen/Context.h>
 #include <ATen/Functions.h>

@@ -6,8 +6,8 @@
 #include <torch/csrc/autograd/autograd.h>
 
 #include <grpo/model/qwen2.hpp>
+#include <grpo/model/qwen2_generate.hpp>
 #include <grpo/model/qwen2_policy.hpp>
-#include <grpo/sampling/generate.hpp>
 
 #include <vector>
 

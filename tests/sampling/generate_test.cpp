@@ -7,8 +7,8 @@
 #include <torch/csrc/autograd/autograd.h>
 
 #include <grpo/io/safetensors.hpp>
+#include <grpo/model/qwen2_generate.hpp>
 #include <grpo/model/qwen2_policy.hpp>
-#include <grpo/sampling/generate.hpp>
 
 #include <filesystem>
 #include <string>

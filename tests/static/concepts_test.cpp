@@ -4,6 +4,18 @@
 #include <grpo/concepts/loss.hpp>
 #include <grpo/concepts/policy.hpp>
 #include <grpo/concepts/reward.hpp>
+#include <grpo/concepts/target.hpp>
+#include <grpo/customization_points.hpp>
+
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 namespace {
 using namespace grpo;
@@ -29,8 +41,14 @@ struct NotMovable {                                              // near miss: c
   float operator()(const Sample&) const { return 0; }
 };
 struct Adapted {};                                               // adapted through reward_traits below
+struct ThirdPartyTwoRewards {                                    // K given through estimator_rewards below
+  void compute(RewardTableView<const float>, std::size_t, std::span<float>) const {}
+};
 
 }  // namespace
+
+template <>
+inline constexpr std::size_t grpo::estimator_rewards<ThirdPartyTwoRewards> = 2;
 
 template <>
 struct grpo::reward_traits<Adapted> {
@@ -50,6 +68,31 @@ static_assert(!Reward<ScoreReturnsFloat>);
 static_assert(!Reward<PerSampleReturnsString>);
 static_assert(!Reward<NotMovable>);
 
+// ---- RewardList ----
+static_assert(RewardList<archetypes::MinimalReward, MemberReward, Adapted>);
+static_assert(RewardList<>);
+static_assert(!RewardList<MemberReward, NoScore>);
+
+// ---- RewardTableScorer ----
+struct ScorerWithoutSize {  // near miss: K is not a compile-time constant
+  void score(SampleBatch, RewardTableView<float>) {}
+  std::array<std::string, 1> names() const { return {}; }
+};
+struct ScorerIntoSpan {  // near miss: scores one row, not a [K, N] table
+  static constexpr std::size_t size = 1;
+  void score(SampleBatch, std::span<float>) {}
+  std::array<std::string, 1> names() const { return {}; }
+};
+struct ScorerWithoutNames {  // near miss: nothing to log the rewards under
+  static constexpr std::size_t size = 1;
+  void score(SampleBatch, RewardTableView<float>) {}
+};
+static_assert(RewardTableScorer<archetypes::MinimalRewardTableScorer>);
+static_assert(!RewardTableScorer<ScorerWithoutSize>);
+static_assert(!RewardTableScorer<ScorerIntoSpan>);
+static_assert(!RewardTableScorer<ScorerWithoutNames>);
+static_assert(!RewardTableScorer<archetypes::MinimalReward>);
+
 // ---- AdvantageEstimator ----
 struct WrongOutput {  // near miss: writes doubles
   void compute(RewardTableView<const float>, std::size_t, std::span<double>) const {}
@@ -66,6 +109,38 @@ static_assert(!AdvantageEstimator<WrongOutput>);
 static_assert(!AdvantageEstimator<NonConstCompute>);
 static_assert(AdvantageEstimatorFor<FixedThree, 3> && !AdvantageEstimatorFor<FixedThree, 2>);
 static_assert(AdvantageEstimatorFor<archetypes::MinimalAdvantage, 7>);
+// the num_rewards hook: a member, a specialisation of estimator_rewards, or neither (any K)
+static_assert(estimator_rewards<FixedThree> == 3 && estimator_rewards<archetypes::MinimalAdvantage> == std::dynamic_extent);
+static_assert(AdvantageEstimatorFor<ThirdPartyTwoRewards, 2> && !AdvantageEstimatorFor<ThirdPartyTwoRewards, 3>);
+
+// ---- TensorAdvantageEstimator ----
+struct TensorComputeReturnsVoid {  // near miss: writes nowhere the caller can see
+  void compute(const at::Tensor&, std::int64_t) const {}
+};
+struct TensorComputeNotConst {  // near miss: compute must be callable on a const estimator
+  at::Tensor compute(const at::Tensor&, std::int64_t) { return {}; }
+};
+struct TensorComputeWithoutGroupSize {  // near miss: cannot tell where one group ends
+  at::Tensor compute(const at::Tensor&) const { return {}; }
+};
+static_assert(TensorAdvantageEstimator<archetypes::MinimalTensorAdvantage>);
+static_assert(!TensorAdvantageEstimator<TensorComputeReturnsVoid>);
+static_assert(!TensorAdvantageEstimator<TensorComputeNotConst>);
+static_assert(!TensorAdvantageEstimator<TensorComputeWithoutGroupSize>);
+static_assert(!TensorAdvantageEstimator<archetypes::MinimalAdvantage>, "a host-only estimator has no tensor path");
+static_assert(!AdvantageEstimator<archetypes::MinimalTensorAdvantage>, "a tensor-only estimator has no host path");
+
+// ---- GroupBaseline ----
+struct RuleAsKind {  // near miss: returns the kind, not the whole rule (std, epsilon)
+  GroupRule::Kind group_rule() const { return {}; }
+};
+struct RuleNotConst {  // near miss: group_rule must be callable on a const estimator
+  GroupRule group_rule() { return {}; }
+};
+static_assert(GroupBaseline<archetypes::MinimalGroupBaseline>);
+static_assert(!GroupBaseline<RuleAsKind>);
+static_assert(!GroupBaseline<RuleNotConst>);
+static_assert(!GroupBaseline<archetypes::MinimalAdvantage>);
 
 // ---- PolicyLoss ----
 struct LossWithoutNormalizer {  // near miss: ignores the global normaliser
@@ -77,6 +152,14 @@ struct LossReturnsTensor {  // near miss: returns a bare tensor, no statistics
 static_assert(PolicyLoss<archetypes::MinimalLoss>);
 static_assert(!PolicyLoss<LossWithoutNormalizer>);
 static_assert(!PolicyLoss<LossReturnsTensor>);
+struct LossNotConst {  // near miss: the call must work on a const loss
+  PolicyLossOutput operator()(const PolicyLossInputs&, const LossNormalizer&) { return {}; }
+};
+struct LossTakesOwnership {  // near miss: takes the inputs by rvalue, the trainer passes them by const reference
+  PolicyLossOutput operator()(PolicyLossInputs&&, const LossNormalizer&) const { return {}; }
+};
+static_assert(!PolicyLoss<LossNotConst>);
+static_assert(!PolicyLoss<LossTakesOwnership>);
 
 // ---- Policy ----
 struct PolicyWithoutParameters {  // near miss: nothing to optimise
@@ -87,8 +170,82 @@ struct PolicyWithoutLogprobs {  // near miss: cannot score its own samples
   std::vector<Generation> generate(std::span<const std::string>, const SamplingOptions&) { return {}; }
   std::vector<at::Tensor> parameters() { return {}; }
 };
+struct PolicyWithoutGenerate {  // near miss: cannot sample
+  TokenLogprobs logprobs(const TokenBatch&, double) { return {}; }
+  std::vector<at::Tensor> parameters() { return {}; }
+};
+struct PolicyGeneratesText {  // near miss: completions without ids or log-probs
+  std::vector<std::string> generate(std::span<const std::string>, const SamplingOptions&) { return {}; }
+  TokenLogprobs logprobs(const TokenBatch&, double) { return {}; }
+  std::vector<at::Tensor> parameters() { return {}; }
+};
+struct PolicyLogprobsAsTensor {  // near miss: a bare tensor, no entropy
+  std::vector<Generation> generate(std::span<const std::string>, const SamplingOptions&) { return {}; }
+  at::Tensor logprobs(const TokenBatch&, double) { return {}; }
+  std::vector<at::Tensor> parameters() { return {}; }
+};
 static_assert(Policy<archetypes::MinimalPolicy>);
 static_assert(!Policy<PolicyWithoutParameters>);
 static_assert(!Policy<PolicyWithoutLogprobs>);
+static_assert(!Policy<PolicyWithoutGenerate>);
+static_assert(!Policy<PolicyGeneratesText>);
+static_assert(!Policy<PolicyLogprobsAsTensor>);
+
+// ---- CheckpointablePolicy ----
+struct CheckpointableWithoutNames : archetypes::MinimalPolicy {  // near miss: cannot restore by name
+  void save_pretrained(const std::filesystem::path&) {}
+};
+struct CheckpointableWithoutSave : archetypes::MinimalPolicy {  // near miss: cannot write a checkpoint
+  std::vector<std::pair<std::string, at::Tensor>> named_parameters() { return {}; }
+};
+struct CheckpointableNamesOnly : archetypes::MinimalPolicy {  // near miss: names without their tensors
+  std::vector<std::string> named_parameters() { return {}; }
+  void save_pretrained(const std::filesystem::path&) {}
+};
+struct CheckpointableButNoPolicy {  // near miss: saves and names weights, but is no Policy
+  std::vector<std::pair<std::string, at::Tensor>> named_parameters() { return {}; }
+  void save_pretrained(const std::filesystem::path&) {}
+};
+static_assert(CheckpointablePolicy<archetypes::MinimalCheckpointablePolicy>);
+static_assert(!CheckpointablePolicy<archetypes::MinimalPolicy>);
+static_assert(!CheckpointablePolicy<CheckpointableWithoutNames>);
+static_assert(!CheckpointablePolicy<CheckpointableWithoutSave>);
+static_assert(!CheckpointablePolicy<CheckpointableNamesOnly>);
+static_assert(!CheckpointablePolicy<CheckpointableButNoPolicy>);
+
+// ---- SelfRestoringPolicy (the restore_weights hook) ----
+struct RestoresFromIndex : archetypes::MinimalCheckpointablePolicy {  // near miss: not a folder
+  void restore_weights(int) {}
+};
+struct RestoresButNotCheckpointable : archetypes::MinimalPolicy {  // near miss: has nothing to save
+  void restore_weights(const std::filesystem::path&) {}
+};
+static_assert(SelfRestoringPolicy<archetypes::MinimalSelfRestoringPolicy>);
+static_assert(!SelfRestoringPolicy<archetypes::MinimalCheckpointablePolicy>, "the default: restore by name");
+static_assert(!SelfRestoringPolicy<RestoresFromIndex>);
+static_assert(!SelfRestoringPolicy<RestoresButNotCheckpointable>);
+
+// ---- TargetPredictor, SourcedTargetPredictor (the source() hook) ----
+struct NamedPredictor {
+  std::optional<WordRange> predict(std::string_view) const { return WordRange{100, 200}; }
+  constexpr std::string_view source() const { return "named"; }
+};
+struct PredictsWords {  // near miss: a word count is not a range
+  std::optional<std::int64_t> predict(std::string_view) const { return {}; }
+};
+struct PredictsMutably {  // near miss: predict must be callable on a const predictor
+  std::optional<WordRange> predict(std::string_view) { return {}; }
+};
+struct SourcedWithoutSource : archetypes::MinimalTargetPredictor {  // near miss: the answer has no source
+  std::optional<WordRange> predict_with_source(std::string_view) const { return {}; }
+};
+static_assert(TargetPredictor<archetypes::MinimalTargetPredictor> && TargetPredictor<NamedPredictor>);
+static_assert(!TargetPredictor<PredictsWords>);
+static_assert(!TargetPredictor<PredictsMutably>);
+static_assert(SourcedTargetPredictor<archetypes::MinimalSourcedTargetPredictor>);
+static_assert(!SourcedTargetPredictor<NamedPredictor>);
+static_assert(!SourcedTargetPredictor<SourcedWithoutSource>);
+static_assert(target_source(NamedPredictor{}) == "named");
+static_assert(target_source(archetypes::MinimalTargetPredictor{}) == "model", "the default source");
 
 }  // namespace

@@ -12,7 +12,7 @@
 
 #include "grpo/advantage/detail/group_advantages_host.hpp"
 #include "grpo/advantage/detail/group_advantages_tensor.hpp"
-#include "grpo/advantage/group_rule.hpp"
+#include "grpo/core/group_rule.hpp"
 #include "grpo/concepts/advantage.hpp"
 #include "grpo/core/reward_table.hpp"
 

@@ -9,6 +9,7 @@
 #include <ATen/ops/isfinite.h>
 #include <ATen/ops/where.h>
 #include <ATen/ops/zeros_like.h>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <cmath>
@@ -88,10 +89,11 @@ inline std::vector<RewardStatistics> reward_statistics(RewardTableView<const flo
 inline RewardStatisticsTensors reward_statistics(const at::Tensor& rewards, std::int64_t group_size) {
   constexpr const char* who = "grpo::reward_statistics";
   if (!rewards.defined() || (rewards.dim() != 1 && rewards.dim() != 2) || !at::isFloatingType(rewards.scalar_type()))
-    throw Error(std::string(who) + ": expected a floating [K, N] (or [N]) reward tensor, found " +
-                (rewards.defined() ? std::to_string(rewards.dim()) + "-dim " + std::string(c10::toString(rewards.scalar_type()))
-                                   : std::string("an undefined tensor")));
-  if (group_size <= 0) throw Error(std::string(who) + ": group_size must be >= 1, found " + std::to_string(group_size));
+    throw Error(fmt::format("{}: expected a floating [K, N] (or [N]) reward tensor, found {}", who,
+                            rewards.defined()
+                                ? fmt::format("{}-dim {}", rewards.dim(), c10::toString(rewards.scalar_type()))
+                                : std::string("an undefined tensor")));
+  if (group_size <= 0) throw Error(fmt::format("{}: group_size must be >= 1, found {}", who, group_size));
   const at::Tensor x = (rewards.dim() == 1 ? rewards.unsqueeze(0) : rewards).detach().to(at::kDouble);  // [K, N]
   const std::int64_t k_rewards = x.size(0);
   const std::int64_t samples = x.size(1);

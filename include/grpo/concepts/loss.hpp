@@ -3,7 +3,7 @@
 
 #include <concepts>
 
-#include "grpo/loss/types.hpp"
+#include "grpo/core/loss_types.hpp"
 
 namespace grpo {
 

@@ -1,5 +1,7 @@
 #pragma once
-// The Policy concept: what the trainer needs from a language model.
+// The Policy concepts: what the trainer needs from a language model (Policy), what its
+// checkpoints need (CheckpointablePolicy), and a policy that restores its own checkpoint folders
+// (SelfRestoringPolicy, the restore_weights hook of customization_points.hpp).
 
 #include <ATen/core/Tensor.h>
 
@@ -10,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "grpo/sampling/types.hpp"
+#include "grpo/core/generation.hpp"
 
 namespace grpo {
 
@@ -40,6 +42,18 @@ concept CheckpointablePolicy = Policy<P> && requires(P& p, const std::filesystem
   p.save_pretrained(dir);
 };
 
+/// A checkpointable policy that restores the folders its save_pretrained wrote itself, because
+/// its saved layout is not one tensor per named_parameters() name (LoRA adapters in
+/// folder/adapter, say). grpo::load_checkpoint calls restore_weights(folder) when it exists, and
+/// copies named_parameters() by name and shape otherwise (customization_points.hpp).
+///   restore_weights(folder)  -> loads folder (a checkpoint's policy/) into this policy
+///
+/// Satisfied by: grpo::Qwen2Policy.
+template <class P>
+concept SelfRestoringPolicy = CheckpointablePolicy<P> && requires(P& p, const std::filesystem::path& folder) {
+  p.restore_weights(folder);
+};
+
 namespace archetypes {
 /// The least a Policy must provide.
 struct MinimalPolicy {
@@ -47,8 +61,21 @@ struct MinimalPolicy {
   TokenLogprobs logprobs(const TokenBatch&, double) { return {}; }
   std::vector<at::Tensor> parameters() { return {}; }
 };
+
+/// The least a CheckpointablePolicy must provide.
+struct MinimalCheckpointablePolicy : MinimalPolicy {
+  std::vector<std::pair<std::string, at::Tensor>> named_parameters() { return {}; }
+  void save_pretrained(const std::filesystem::path&) {}
+};
+
+/// The least a SelfRestoringPolicy must provide.
+struct MinimalSelfRestoringPolicy : MinimalCheckpointablePolicy {
+  void restore_weights(const std::filesystem::path&) {}
+};
 }  // namespace archetypes
 
 static_assert(Policy<archetypes::MinimalPolicy>);
+static_assert(CheckpointablePolicy<archetypes::MinimalCheckpointablePolicy>);
+static_assert(SelfRestoringPolicy<archetypes::MinimalSelfRestoringPolicy>);
 
 }  // namespace grpo

@@ -17,7 +17,7 @@ namespace grpo::detail {
 /// arguments, so launching needs no host-to-device copy); more fall back to ATen.
 inline constexpr int kernel_max_rewards = 32;
 
-/// Parameters of the fused group-advantage kernel, plain data (see grpo/advantage/group_rule.hpp).
+/// Parameters of the fused group-advantage kernel, plain data (see grpo/core/group_rule.hpp).
 struct GroupAdvantageParams {
   int rule_kind = 0;          ///< 0 normalize, 1 center (Dr.GRPO), 2 leave-one-out
   bool sample_std = true;     ///< std with n - 1 (else n)

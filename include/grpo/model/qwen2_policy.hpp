@@ -11,6 +11,7 @@
 #include <ATen/ops/full.h>
 #include <ATen/ops/nonzero.h>
 #include <ATen/ops/zeros.h>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -24,12 +25,12 @@
 
 #include "grpo/concepts/policy.hpp"
 #include "grpo/core/error.hpp"
+#include "grpo/core/generation.hpp"
 #include "grpo/loss/token_logprobs.hpp"
 #include "grpo/model/lora.hpp"
 #include "grpo/model/qwen2.hpp"
 #include "grpo/model/qwen2_checkpoint.hpp"
-#include "grpo/sampling/generate.hpp"
-#include "grpo/sampling/types.hpp"
+#include "grpo/model/qwen2_generate.hpp"
 #include "grpo/tokenizer/tokenizer.hpp"
 
 namespace grpo {
@@ -52,13 +53,12 @@ struct Qwen2PolicyOptions {
 inline TokenBatch make_token_batch(std::span<const std::vector<std::int64_t>> prompts,
                                    std::span<const std::vector<std::int64_t>> completions, std::int64_t pad_id = 0) {
   if (prompts.size() != completions.size()) {
-    throw Error("make_token_batch: " + std::to_string(prompts.size()) + " prompts but " +
-                std::to_string(completions.size()) + " completions");
+    throw Error(fmt::format("make_token_batch: {} prompts but {} completions", prompts.size(), completions.size()));
   }
   std::int64_t width = 1;
   for (std::size_t i = 0; i < prompts.size(); ++i) {
     if (prompts[i].empty()) {
-      throw Error("make_token_batch: prompt " + std::to_string(i) + " is empty; the first completion token needs a context");
+      throw Error(fmt::format("make_token_batch: prompt {} is empty; the first completion token needs a context", i));
     }
     width = std::max<std::int64_t>(width, static_cast<std::int64_t>(prompts[i].size() + completions[i].size()));
   }
@@ -99,8 +99,7 @@ inline void check_token_batch(const TokenBatch& batch, std::int64_t vocab_size) 
   const auto low = batch.input_ids.min().item<std::int64_t>();
   const auto high = batch.input_ids.max().item<std::int64_t>();
   if (low < 0 || high >= vocab_size) {
-    throw Error(where + "token id " + std::to_string(low < 0 ? low : high) + " outside the vocabulary [0, " +
-                std::to_string(vocab_size) + ")");
+    throw Error(fmt::format("{}token id {} outside the vocabulary [0, {})", where, low < 0 ? low : high, vocab_size));
   }
 }
 
@@ -141,12 +140,13 @@ class Qwen2Policy {
   Qwen2Policy(Qwen2Model model, Tokenizer tokenizer, const Qwen2PolicyOptions& options = {})
       : model_(std::move(model)), tokenizer_(std::move(tokenizer)), options_(options) {
     if (options.logprob_chunk_size <= 0) {
-      throw Error("Qwen2PolicyOptions.logprob_chunk_size: expected > 0, found " + std::to_string(options.logprob_chunk_size));
+      throw Error(
+          fmt::format("Qwen2PolicyOptions.logprob_chunk_size: expected > 0, found {}", options.logprob_chunk_size));
     }
     if (tokenizer_.vocab_size() > model_->config().vocab_size) {
-      throw Error(tokenizer_.source() + ": the tokenizer has " + std::to_string(tokenizer_.vocab_size()) +
-                  " ids but the model's vocab_size is " + std::to_string(model_->config().vocab_size) +
-                  "; the tokenizer does not belong to this model");
+      throw Error(fmt::format("{}: the tokenizer has {} ids but the model's vocab_size is {}; the tokenizer does not "
+                              "belong to this model",
+                              tokenizer_.source(), tokenizer_.vocab_size(), model_->config().vocab_size));
     }
   }
 
@@ -159,7 +159,7 @@ class Qwen2Policy {
     return policy;
   }
 
-  /// One completion per prompt (already templated text), see grpo/sampling/generate.hpp.
+  /// One completion per prompt (already templated text), see grpo/model/qwen2_generate.hpp.
   std::vector<Generation> generate(std::span<const std::string> prompts, const SamplingOptions& options) {
     std::vector<std::vector<std::int64_t>> ids;
     ids.reserve(prompts.size());
@@ -274,5 +274,6 @@ class Qwen2Policy {
 
 static_assert(Policy<Qwen2Policy>, "Qwen2Policy must model grpo::Policy");
 static_assert(CheckpointablePolicy<Qwen2Policy>, "Qwen2Policy must model grpo::CheckpointablePolicy");
+static_assert(SelfRestoringPolicy<Qwen2Policy>, "Qwen2Policy must model grpo::SelfRestoringPolicy");
 
 }  // namespace grpo

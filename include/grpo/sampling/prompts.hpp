@@ -14,10 +14,13 @@
 //
 // Templates hold "{question}" once; the question is inserted verbatim (braces in it stay).
 
+#include <fmt/format.h>
+
 #include <cstdint>
 #include <string>
 #include <string_view>
 
+#include "grpo/core/enum_names.hpp"
 #include "grpo/core/error.hpp"
 #include "grpo/text/utf8.hpp"
 
@@ -68,6 +71,10 @@ enum class PromptTemplate : std::uint8_t {
   chatml,  ///< ChatML turns for instruct models
 };
 
+/// Names of PromptTemplate (configs' trainer.prompt_template, eval's --template; docs/model.md).
+inline constexpr EnumName<PromptTemplate> prompt_template_names[] = {
+    {"think", PromptTemplate::think}, {"direct", PromptTemplate::direct}, {"chatml", PromptTemplate::chatml}};
+
 /// How apply_prompt_template builds a prompt.
 struct PromptOptions {
   PromptTemplate style = PromptTemplate::think;  ///< which template; default think
@@ -116,15 +123,12 @@ inline std::string apply_prompt_template(std::string_view question, const Prompt
     case PromptTemplate::direct: return fill_prompt(chinese ? direct_prompt_zh : direct_prompt_en, question);
     case PromptTemplate::chatml: return chatml_prompt(question, options.system);
   }
-  throw Error("apply_prompt_template: unknown PromptTemplate value " + std::to_string(static_cast<int>(options.style)));
+  throw Error(fmt::format("apply_prompt_template: unknown PromptTemplate value {}", static_cast<int>(options.style)));
 }
 
-/// "think" | "direct" | "chatml" -> PromptTemplate (for command lines and config files).
+/// A name of prompt_template_names -> PromptTemplate (for command lines and config files).
 inline PromptTemplate parse_prompt_template(std::string_view name) {
-  if (name == "think") return PromptTemplate::think;
-  if (name == "direct") return PromptTemplate::direct;
-  if (name == "chatml") return PromptTemplate::chatml;
-  throw Error("prompt template: expected one of think, direct, chatml; found \"" + std::string(name) + "\"");
+  return parse_enum(prompt_template_names, name, "prompt template");
 }
 
 }  // namespace grpo

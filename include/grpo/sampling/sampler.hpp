@@ -32,6 +32,7 @@
 #include <ATen/ops/searchsorted.h>
 #include <ATen/ops/softmax.h>
 #include <ATen/ops/sort.h>
+#include <fmt/format.h>
 
 #include <array>
 #include <cmath>
@@ -43,7 +44,7 @@
 #include <tuple>
 
 #include "grpo/core/error.hpp"
-#include "grpo/sampling/types.hpp"
+#include "grpo/core/generation.hpp"
 
 namespace grpo {
 
@@ -59,21 +60,25 @@ struct SampledTokens {
 inline void validate_sampling_options(const SamplingOptions& options) {
   const auto where = std::string("SamplingOptions.");
   if (!options.greedy && !(options.temperature > 0.0 && std::isfinite(options.temperature))) {
-    throw Error(where + "temperature: expected a finite value > 0, found " + std::to_string(options.temperature) +
-                "; use .greedy = true for argmax decoding");
+    throw Error(fmt::format("{}temperature: expected a finite value > 0, found {}; use .greedy = true for argmax "
+                            "decoding",
+                            where, options.temperature));
   }
   if (!(options.top_p > 0.0 && options.top_p <= 1.0)) {
-    throw Error(where + "top_p: expected a value in (0, 1], found " + std::to_string(options.top_p) + "; 1 disables it");
+    throw Error(fmt::format("{}top_p: expected a value in (0, 1], found {}; 1 disables it", where, options.top_p));
   }
-  if (options.top_k < 0) throw Error(where + "top_k: expected >= 0 (0 disables it), found " + std::to_string(options.top_k));
+  if (options.top_k < 0) {
+    throw Error(fmt::format("{}top_k: expected >= 0 (0 disables it), found {}", where, options.top_k));
+  }
   if (options.max_new_tokens < 0) {
-    throw Error(where + "max_new_tokens: expected >= 0, found " + std::to_string(options.max_new_tokens));
+    throw Error(fmt::format("{}max_new_tokens: expected >= 0, found {}", where, options.max_new_tokens));
   }
   for (const auto& stop : options.stop_strings) {
     if (stop.empty()) throw Error(where + "stop_strings: an empty stop string would end every completion at once");
   }
   if (options.max_batch_rows < 0) {
-    throw Error(where + "max_batch_rows: expected >= 0 (0 = every request at once), found " + std::to_string(options.max_batch_rows));
+    throw Error(fmt::format("{}max_batch_rows: expected >= 0 (0 = every request at once), found {}", where,
+                            options.max_batch_rows));
   }
 }
 
@@ -206,7 +211,7 @@ inline SampledTokens sample_tokens(const at::Tensor& logits, const at::Tensor& u
     return out;
   }
   if (!uniforms.defined() || uniforms.numel() != logits.size(0)) {
-    throw Error("sample_tokens: expected one uniform number per row (" + std::to_string(logits.size(0)) + ")");
+    throw Error(fmt::format("sample_tokens: expected one uniform number per row ({})", logits.size(0)));
   }
   const auto filtered = detail::filter_logits(logits, options, candidates);
   const auto vocab = filtered.logits.size(-1);                  // V, or fewer on the candidate path

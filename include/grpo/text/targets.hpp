@@ -3,10 +3,13 @@
 // turning an explicit requirement into [lo, hi] are in grpo/text/length_requirement.hpp.
 //
 // Predictors: anything with `std::optional<WordRange> predict(std::string_view prompt) const`
-// models grpo::TargetPredictor. RuleBasedTargetExtractor answers only for explicit requirements
-// (English and Chinese), DefaultTarget always answers (ranges by deliverable keywords), and
-// TargetPredictorChain asks its predictors in order: the first that answers wins, so a model-based
-// predictor can be put before the default. extract_length_target() is rule-based then default.
+// models grpo::TargetPredictor (concepts/target.hpp). RuleBasedTargetExtractor answers only for
+// explicit requirements (English and Chinese), DefaultTarget always answers (ranges by deliverable
+// keywords), and TargetPredictorChain asks its predictors in order: the first that answers wins,
+// so a model-based predictor can be put before the default. extract_length_target() is rule-based
+// then default.
+
+#include <fmt/format.h>
 
 #include <array>
 #include <concepts>
@@ -18,42 +21,24 @@
 #include <tuple>
 #include <utility>
 
+#include "grpo/concepts/target.hpp"
 #include "grpo/core/error.hpp"
 #include "grpo/core/sample.hpp"
+#include "grpo/customization_points.hpp"
 #include "grpo/text/detail/length_requirement_parser.hpp"
 #include "grpo/text/length_requirement.hpp"
 
 namespace grpo {
 
-/// A target range and where it came from: "rule", "default", "model", or a predictor's source().
+/// A target range and where it came from: "rule", "default", "model", or a predictor's source()
+/// (grpo::target_source).
 struct LengthTarget {
   WordRange range;          ///< [lower, upper] in words
   std::string_view source;  ///< the predictor that answered; valid while that predictor lives
 };
 
 // ---------------------------------------------------------------------------------------------
-// Predictors
-
-/// Predicts a prompt's target range, or std::nullopt when it cannot tell.
-///
-/// Satisfied by: any type with `std::optional<grpo::WordRange> predict(std::string_view) const`;
-/// RuleBasedTargetExtractor, DefaultTarget, TargetPredictorChain. An optional member
-/// `std::string_view source() const` names it in LengthTarget::source (default "model").
-template <class P>
-concept TargetPredictor = requires(const P& p, std::string_view prompt) {
-  { p.predict(prompt) } -> std::convertible_to<std::optional<WordRange>>;
-};
-
-/// The source name of a predictor: its source() member, else "model".
-template <class P>
-constexpr std::string_view target_source(const P& p) {
-  if constexpr (requires { { p.source() } -> std::convertible_to<std::string_view>; }) {
-    return p.source();
-  } else {
-    return "model";
-  }
-}
-
+// Predictors (grpo::TargetPredictor, concepts/target.hpp)
 
 /// Finds an explicit length requirement in a prompt (English or Chinese), or nullopt. Handles
 /// "1000-word", "1,000 words", "2k words", "approximately 3000 words", "2000-2500 words",
@@ -201,8 +186,9 @@ struct DefaultTarget {
   [[nodiscard]] std::optional<WordRange> predict(std::string_view prompt) const {
     for (const WordRange& r : {short_range, medium_range, long_range}) {
       if (r.lower < 0 || r.lower > r.upper) {
-        throw Error("DefaultTarget: expected ranges with 0 <= lower <= upper, found [" + std::to_string(r.lower) +
-                    ", " + std::to_string(r.upper) + "]; fix short_range/medium_range/long_range");
+        throw Error(fmt::format("DefaultTarget: expected ranges with 0 <= lower <= upper, found [{}, {}]; fix "
+                                "short_range/medium_range/long_range",
+                                r.lower, r.upper));
       }
     }
     switch (classify_deliverable(prompt)) {
@@ -243,16 +229,18 @@ class TargetPredictorChain {
  private:
   template <class P>
   static bool try_one(const P& p, std::string_view prompt, std::optional<LengthTarget>& result) {
-    if constexpr (requires { { p.predict_with_source(prompt) } -> std::same_as<std::optional<LengthTarget>>; }) {
-      result = p.predict_with_source(prompt);  // a nested chain: keep the inner source
-      return result.has_value();
+    if constexpr (SourcedTargetPredictor<P>) {  // a nested chain: keep the inner source
+      const auto answer = p.predict_with_source(prompt);
+      if (!answer) return false;
+      result = LengthTarget{answer->range, answer->source};
+      return true;
     }
     std::optional<WordRange> r = p.predict(prompt);
     if (!r) return false;
     if (r->lower < 0 || r->lower > r->upper) {
-      throw Error("TargetPredictorChain: predictor \"" + std::string(target_source(p)) +
-                  "\" answered [" + std::to_string(r->lower) + ", " + std::to_string(r->upper) +
-                  "], expected 0 <= lower <= upper; fix that predictor");
+      throw Error(fmt::format("TargetPredictorChain: predictor \"{}\" answered [{}, {}], expected 0 <= lower <= upper; "
+                              "fix that predictor",
+                              target_source(p), r->lower, r->upper));
     }
     result = LengthTarget{*r, target_source(p)};
     return true;
@@ -262,6 +250,8 @@ class TargetPredictorChain {
 
 template <class... Ps>
 TargetPredictorChain(Ps...) -> TargetPredictorChain<Ps...>;
+
+static_assert(SourcedTargetPredictor<TargetPredictorChain<RuleBasedTargetExtractor, DefaultTarget>>);
 
 /// The target of a prompt: the explicit requirement under the paper's rules (source "rule"), else
 /// the deliverable default (source "default").

@@ -6,6 +6,8 @@
 // inner loops run over kLanes independent accumulators so the compiler can vectorise them without
 // reassociating floating-point sums.
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -16,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "grpo/advantage/group_rule.hpp"
+#include "grpo/core/group_rule.hpp"
 #include "grpo/core/error.hpp"
 #include "grpo/core/reward_table.hpp"
 
@@ -157,21 +159,20 @@ inline GroupAffine group_affine(const T* x, std::size_t n, const GroupRule& rule
 
 inline void check_group_rule(const GroupRule& rule, const char* who) {
   if (!(rule.epsilon >= 0.0) || !std::isfinite(rule.epsilon))
-    throw Error(std::string(who) + ": epsilon must be finite and >= 0, found " + std::to_string(rule.epsilon) +
-                "; use e.g. 1e-6");
+    throw Error(fmt::format("{}: epsilon must be finite and >= 0, found {}; use e.g. 1e-6", who, rule.epsilon));
 }
 
 /// The weights normalised to sum 1 (equal when `weights` is empty), validated.
 inline std::vector<double> normalized_weights(std::span<const double> weights, std::size_t rewards, const char* who) {
   if (weights.empty()) return std::vector<double>(rewards, rewards > 0 ? 1.0 / static_cast<double>(rewards) : 0.0);
   if (weights.size() != rewards)
-    throw Error(std::string(who) + ": expected one weight per reward (" + std::to_string(rewards) + "), found " +
-                std::to_string(weights.size()) + " weights; pass K weights or none for equal weights");
+    throw Error(fmt::format("{}: expected one weight per reward ({}), found {} weights; pass K weights or none for "
+                            "equal weights",
+                            who, rewards, weights.size()));
   double total = 0.0;
   for (std::size_t k = 0; k < weights.size(); ++k) {
     if (!(weights[k] >= 0.0) || !std::isfinite(weights[k]))
-      throw Error(std::string(who) + ": weight " + std::to_string(k) + " must be finite and >= 0, found " +
-                  std::to_string(weights[k]));
+      throw Error(fmt::format("{}: weight {} must be finite and >= 0, found {}", who, k, weights[k]));
     total += weights[k];
   }
   if (!(total > 0.0)) throw Error(std::string(who) + ": expected a positive sum of weights, found all weights 0");
@@ -183,18 +184,18 @@ inline std::vector<double> normalized_weights(std::span<const double> weights, s
 inline void check_group_shape(std::size_t rewards, std::size_t samples, std::size_t group_size, const char* who) {
   if (group_size == 0) throw Error(std::string(who) + ": group_size must be >= 1, found 0");
   if (samples % group_size != 0)
-    throw Error(std::string(who) + ": expected the number of samples (" + std::to_string(samples) +
-                ") to be a multiple of group_size (" + std::to_string(group_size) +
-                "); every prompt needs exactly group_size completions, each group contiguous");
+    throw Error(fmt::format("{}: expected the number of samples ({}) to be a multiple of group_size ({}); every "
+                            "prompt needs exactly group_size completions, each group contiguous",
+                            who, samples, group_size));
   if (rewards == 0 && samples > 0)
-    throw Error(std::string(who) + ": expected at least one reward row, found a [0, " + std::to_string(samples) +
-                "] table");
+    throw Error(fmt::format("{}: expected at least one reward row, found a [0, {}] table", who, samples));
 }
 
 inline void check_reward_count(std::size_t found, std::size_t expected, const char* who) {
   if (found != expected)
-    throw Error(std::string(who) + ": expected a reward table of " + std::to_string(expected) + " reward row(s), found " +
-                std::to_string(found) + (expected == 1 ? "; combine several rewards with grpo::Balanced or grpo::RewardAverage" : ""));
+    throw Error(fmt::format(
+        "{}: expected a reward table of {} reward row(s), found {}{}", who, expected, found,
+        expected == 1 ? "; combine several rewards with grpo::Balanced or grpo::RewardAverage" : ""));
 }
 
 /// The validated form of a plan: rewards of non-zero weight and their normalised weights.
@@ -292,8 +293,8 @@ inline void group_advantages(RewardTableView<const float> rewards, std::size_t g
   check_group_rule(plan.rule, who);
   check_group_shape(rewards.rewards, rewards.samples, group_size, who);
   if (out.size() != rewards.samples)
-    throw Error(std::string(who) + ": expected an output span of " + std::to_string(rewards.samples) +
-                " advantages (one per sample), found " + std::to_string(out.size()));
+    throw Error(fmt::format("{}: expected an output span of {} advantages (one per sample), found {}", who,
+                            rewards.samples, out.size()));
   const ActiveRewards active = active_rewards(plan.weights, rewards.rewards, who);
   group_advantages_range(rewards.data, rewards.samples, active, group_size, 0, rewards.samples / group_size, out.data(),
                          plan.rule, plan.combination);

@@ -13,6 +13,7 @@
 #include <ATen/ops/isfinite.h>
 #include <ATen/ops/ones_like.h>
 #include <ATen/ops/where.h>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <cstddef>
@@ -105,12 +106,11 @@ inline at::Tensor group_advantages(const at::Tensor& rewards, std::int64_t group
                                    std::size_t expected_rewards, const char* who) {
   if (!rewards.defined()) throw Error(std::string(who) + ": expected a [K, N] reward tensor, found an undefined tensor");
   if (rewards.dim() != 1 && rewards.dim() != 2)
-    throw Error(std::string(who) + ": expected a [K, N] (or [N]) reward tensor, found " + std::to_string(rewards.dim()) +
-                " dims");
+    throw Error(fmt::format("{}: expected a [K, N] (or [N]) reward tensor, found {} dims", who, rewards.dim()));
   if (!at::isFloatingType(rewards.scalar_type()))
     throw Error(std::string(who) + ": expected floating-point rewards, found " +
                 std::string(c10::toString(rewards.scalar_type())) + "; convert with .to(at::kFloat)");
-  if (group_size <= 0) throw Error(std::string(who) + ": group_size must be >= 1, found " + std::to_string(group_size));
+  if (group_size <= 0) throw Error(fmt::format("{}: group_size must be >= 1, found {}", who, group_size));
   const at::Tensor table = rewards.dim() == 1 ? rewards.unsqueeze(0) : rewards;
   const auto k_rewards = static_cast<std::size_t>(table.size(0));
   const auto samples = static_cast<std::size_t>(table.size(1));

@@ -1,5 +1,6 @@
 #pragma once
-// The data a policy loss consumes and produces. Shapes: B sequences (a micro-batch), T tokens.
+// The data a policy loss consumes and produces (the PolicyLoss concept, loss/, the trainer): core
+// types, so concepts/loss.hpp needs nothing from loss/. Shapes: B sequences (a micro-batch), T tokens.
 
 #include <ATen/core/Tensor.h>
 

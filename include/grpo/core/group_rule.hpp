@@ -9,8 +9,10 @@
 //   leave_one_out  center = mean, scale = n / (n - 1)              RLOO: r_i - mean of the others
 // A group whose finite rewards are all equal (or that has <= 1 finite reward) gets scale = 0:
 // advantage exactly 0. A non-finite reward is left out of its group and its sample gets 0.
+//
+// An estimator that applies one of these rules models grpo::GroupBaseline (concepts/advantage.hpp).
 
-#include <concepts>
+#include "grpo/core/enum_names.hpp"
 
 namespace grpo {
 
@@ -20,6 +22,9 @@ enum class StdKind {
   population,  ///< sqrt(sum (r - mean)^2 / n)
 };
 
+/// Names of StdKind (configs' advantage.std).
+inline constexpr EnumName<StdKind> std_kind_names[] = {{"sample", StdKind::sample}, {"population", StdKind::population}};
+
 /// The per-group rule of a single-reward estimator (see the file comment for the formulas).
 struct GroupRule {
   enum class Kind { normalize, center, leave_one_out };
@@ -28,19 +33,21 @@ struct GroupRule {
   double epsilon = 1e-6;              ///< added to the std in `normalize`; default 1e-6 (verl's)
 };
 
+/// Names of GroupRule::Kind, each by the estimator that applies it (configs' advantage.baseline):
+/// grpo = GroupNormalized, dr_grpo = DrGrpo, rloo = LeaveOneOut.
+inline constexpr EnumName<GroupRule::Kind> group_rule_kind_names[] = {{"grpo", GroupRule::Kind::normalize},
+                                                                      {"dr_grpo", GroupRule::Kind::center},
+                                                                      {"rloo", GroupRule::Kind::leave_one_out}};
+
 /// How a multi-reward estimator combines K rewards.
 enum class RewardCombination {
   normalize_then_average,  ///< apply the rule to each reward, then weighted mean (LongWriter-Zero Eq. 5, GDPO)
   average_then_normalize,  ///< weighted mean of the raw rewards, then the rule (the ablation)
 };
 
-/// A single-reward estimator that can serve as the inner rule of grpo::Balanced and
-/// grpo::RewardAverage: it says which GroupRule it applies.
-///
-/// Satisfied by: grpo::GroupNormalized, grpo::DrGrpo, grpo::LeaveOneOut.
-template <class B>
-concept GroupBaseline = requires(const B& b) {
-  { b.group_rule() } -> std::same_as<GroupRule>;
-};
+/// Names of RewardCombination, each by the estimator that combines so (configs'
+/// advantage.estimator): balanced = Balanced, average = RewardAverage.
+inline constexpr EnumName<RewardCombination> reward_combination_names[] = {
+    {"balanced", RewardCombination::normalize_then_average}, {"average", RewardCombination::average_then_normalize}};
 
 }  // namespace grpo

@@ -1,11 +1,14 @@
 #pragma once
-// Sampling settings and results shared by every policy (policy concept, generation, trainer).
+// Sampling settings and results shared by every policy (the Policy concept, generation, the trainer):
+// core types, so concepts/policy.hpp needs nothing from sampling/ or model/.
 
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "grpo/core/enum_names.hpp"
 
 namespace grpo {
 
@@ -33,6 +36,10 @@ enum class FinishReason : std::uint8_t {
   stop,    ///< a stop token or stop string
   length,  ///< max_new_tokens reached (a truncated completion)
 };
+
+/// Names of FinishReason (the "finish_reason" of generate's output and the trainer's sample logs).
+inline constexpr EnumName<FinishReason> finish_reason_names[] = {{"stop", FinishReason::stop},
+                                                                 {"length", FinishReason::length}};
 
 /// One sampled completion.
 struct Generation {

@@ -73,7 +73,6 @@ TEST_CASE("Bradley-Terry training separates chosen from rejected", "[writing]") 
   options.batch_size = 8;
   options.lr = {.peak = 3e-3};
   options.eval_fraction = 0.25;
-  options.progress = false;
   const auto result = grpo::train_reward_model(model, tokenizer, pairs, options);
   CHECK(result.train_pairs == 90);
   CHECK(result.eval_pairs == 30);

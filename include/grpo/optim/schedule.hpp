@@ -7,11 +7,16 @@
 #include <numbers>
 #include <string>
 
+#include "grpo/core/enum_names.hpp"
 #include "grpo/core/error.hpp"
 
 namespace grpo {
 
 enum class LrDecay : std::uint8_t { constant, linear, cosine };
+
+/// Names of LrDecay (configs' lr_decay).
+inline constexpr EnumName<LrDecay> lr_decay_names[] = {
+    {"constant", LrDecay::constant}, {"linear", LrDecay::linear}, {"cosine", LrDecay::cosine}};
 
 /// The learning rate of an update, as a function of the update index.
 struct LrSchedule {

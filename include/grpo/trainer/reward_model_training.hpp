@@ -9,13 +9,12 @@
 #include <ATen/core/grad_mode.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/log_sigmoid.h>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
-#include <torch/optim/adamw.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <numeric>
@@ -24,13 +23,14 @@
 #include <vector>
 
 #include "grpo/core/error.hpp"
+#include "grpo/core/reporter.hpp"
 #include "grpo/io/jsonl.hpp"
 #include "grpo/model/qwen2.hpp"
 #include "grpo/rewards/writing.hpp"
 #include "grpo/tokenizer/tokenizer.hpp"
+#include "grpo/optim/adamw.hpp"
 #include "grpo/trainer/metrics.hpp"
-#include "grpo/trainer/optimizer_step.hpp"
-#include "grpo/trainer/schedule.hpp"
+#include "grpo/optim/schedule.hpp"
 
 namespace grpo {
 
@@ -67,7 +67,7 @@ struct RewardModelTrainingOptions {
   std::int64_t max_tokens = 2048;       ///< longest input (tail kept, see RewardModelBatcher); default 2,048
   std::uint64_t seed = 0;               ///< split and shuffling; default 0
   std::filesystem::path metrics_path{}; ///< per-update JSONL metrics; empty = none (default)
-  bool progress = true;                 ///< a progress line every `log_every` updates on stderr; default true
+  Reporter* reporter = nullptr;          ///< where a progress line goes every log_every updates; null: none (default)
   std::int64_t log_every = 10;          ///< default 10
 };
 
@@ -120,13 +120,13 @@ inline RewardModelTrainingResult train_reward_model(Qwen2RewardModel& model, con
                                                     const std::vector<PreferencePair>& pairs,
                                                     const RewardModelTrainingOptions& options) {
   if (model->config().num_labels != 1) {
-    throw Error("train_reward_model: expected a reward model with num_labels = 1, found " +
-                std::to_string(model->config().num_labels));
+    throw Error(fmt::format("train_reward_model: expected a reward model with num_labels = 1, found {}",
+                            model->config().num_labels));
   }
   if (options.epochs <= 0 || options.batch_size <= 0) throw Error("train_reward_model: epochs and batch_size must be > 0");
   if (!(options.eval_fraction >= 0 && options.eval_fraction <= 0.9)) {
-    throw Error("train_reward_model: eval_fraction: expected a value in [0, 0.9], found " +
-                std::to_string(options.eval_fraction));
+    throw Error(fmt::format("train_reward_model: eval_fraction: expected a value in [0, 0.9], found {}",
+                            options.eval_fraction));
   }
   options.lr.validate();
   const RewardModelBatcher batcher{&tokenizer, model->config().pad_token_id.value_or(tokenizer.pad_token_id().value_or(0)),
@@ -148,14 +148,14 @@ inline RewardModelTrainingResult train_reward_model(Qwen2RewardModel& model, con
   result.eval_accuracy_before = detail::evaluate_pairs(model, batcher, eval, options.batch_size).first;
   model->train();
 
-  torch::optim::AdamW optimizer(model->parameters(),
-                                torch::optim::AdamWOptions(options.lr.at(0)).weight_decay(options.weight_decay));
   MetricsWriter metrics;
   if (!options.metrics_path.empty()) metrics = MetricsWriter(options.metrics_path);
   const auto per_epoch = static_cast<std::int64_t>((train.size() + options.batch_size - 1) / options.batch_size);
   const std::int64_t total = per_epoch * options.epochs;
   LrSchedule schedule = options.lr;
   schedule.total_steps = total;
+  ClippedAdamW optimizer(model->parameters(), AdamWOptions{.lr = schedule, .weight_decay = options.weight_decay,
+                                                      .max_grad_norm = options.max_grad_norm});
   std::vector<double> losses;
   const auto start = std::chrono::steady_clock::now();
   for (std::int64_t epoch = 0; epoch < options.epochs; ++epoch) {
@@ -165,21 +165,21 @@ inline RewardModelTrainingResult train_reward_model(Qwen2RewardModel& model, con
       auto [c, r] = detail::score_pairs(model, batcher, std::span(train).subspan(begin, n));
       const auto loss = -at::log_sigmoid(c - r).mean();
       loss.backward();
-      const double lr = schedule.at(result.updates);
-      const double norm = clipped_optimizer_step(optimizer, model->parameters(), options.max_grad_norm, lr);
+      const OptimizerUpdate update = optimizer.step();  // a non-finite gradient norm skips it
+      const double lr = update.lr, norm = update.grad_norm;
       ++result.updates;
       const double l = loss.item<double>();
       const double acc = (c > r).to(at::kFloat).mean().item<double>();
       losses.push_back(l);
       metrics.write({{"update", result.updates}, {"epoch", epoch}, {"loss", l}, {"accuracy", acc},
                      {"margin", (c - r).mean().item<double>()}, {"grad_norm", norm}, {"lr", lr}});
-      if (options.progress && (result.updates % options.log_every == 0 || result.updates == total)) {
+      if (options.reporter != nullptr && (result.updates % options.log_every == 0 || result.updates == total)) {
         const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         const double eta = elapsed / static_cast<double>(result.updates) * static_cast<double>(total - result.updates);
-        std::fprintf(stderr, "reward model: update %lld/%lld | loss %.4f | batch accuracy %.2f | %.1f pairs/s | ETA %s\n",
-                     static_cast<long long>(result.updates), static_cast<long long>(total), l, acc,
-                     static_cast<double>(result.updates * options.batch_size) / std::max(elapsed, 1e-9),
-                     format_duration(eta).c_str());
+        report(options.reporter, fmt::format("reward model: update {}/{} | loss {:.4f} | batch accuracy {:.2f} | {:.1f} pairs/s | ETA {}",
+                                             result.updates, total, l, acc,
+                                             static_cast<double>(result.updates * options.batch_size) / std::max(elapsed, 1e-9),
+                                             format_duration(eta)));
       }
     }
   }

@@ -6,13 +6,12 @@
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/from_blob.h>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
-#include <torch/optim/adamw.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
-#include <cstdio>
 #include <filesystem>
 #include <numeric>
 #include <random>
@@ -23,10 +22,11 @@
 
 #include "grpo/concepts/policy.hpp"
 #include "grpo/core/error.hpp"
+#include "grpo/core/reporter.hpp"
 #include "grpo/tokenizer/tokenizer.hpp"
+#include "grpo/optim/adamw.hpp"
 #include "grpo/trainer/metrics.hpp"
-#include "grpo/trainer/optimizer_step.hpp"
-#include "grpo/trainer/schedule.hpp"
+#include "grpo/optim/schedule.hpp"
 
 namespace grpo {
 
@@ -46,7 +46,7 @@ struct SftOptions {
   double max_grad_norm = 1.0;            ///< gradient-norm clip; <= 0 disables; default 1.0
   std::uint64_t seed = 0;                ///< shuffling; default 0
   std::filesystem::path metrics_path{};  ///< per-update JSONL; empty = none (default)
-  bool progress = true;                  ///< progress line on stderr every log_every updates; default true
+  Reporter* reporter = nullptr;          ///< where a progress line goes every log_every updates; null: none (default)
   std::int64_t log_every = 10;           ///< default 10
 };
 
@@ -95,8 +95,6 @@ SftResult train_supervised(P& policy, const Tokenizer& tokenizer, const std::vec
     tokens.emplace_back(tokenizer.encode(e.prompt, /*allow_special=*/true), std::move(completion));
   }
   const std::int64_t pad_id = tokenizer.pad_token_id().value_or(0);
-  torch::optim::AdamW optimizer(policy.parameters(),
-                                torch::optim::AdamWOptions(options.lr.at(0)).weight_decay(options.weight_decay));
   MetricsWriter metrics;
   if (!options.metrics_path.empty()) metrics = MetricsWriter(options.metrics_path);
   std::vector<std::size_t> order(tokens.size());
@@ -106,6 +104,8 @@ SftResult train_supervised(P& policy, const Tokenizer& tokenizer, const std::vec
   const std::int64_t total = per_epoch * options.epochs;
   LrSchedule schedule = options.lr;
   schedule.total_steps = total;
+  ClippedAdamW optimizer(policy.parameters(), AdamWOptions{.lr = schedule, .weight_decay = options.weight_decay,
+                                                      .max_grad_norm = options.max_grad_norm});
   SftResult result;
   std::vector<double> losses;
   const auto start = std::chrono::steady_clock::now();
@@ -120,19 +120,19 @@ SftResult train_supervised(P& policy, const Tokenizer& tokenizer, const std::vec
       const auto mask = batch.completion_mask.to(lp.logprobs.device());
       const auto loss = -(lp.logprobs * mask).sum() / mask.sum().clamp_min(1.0);
       loss.backward();
-      const double lr = schedule.at(result.updates);
-      const double norm = clipped_optimizer_step(optimizer, policy.parameters(), options.max_grad_norm, lr);
+      const OptimizerUpdate update = optimizer.step();  // a non-finite gradient norm skips it
+      const double lr = update.lr, norm = update.grad_norm;
       ++result.updates;
       const double l = loss.item<double>();
       losses.push_back(l);
       metrics.write({{"update", result.updates}, {"epoch", epoch}, {"loss", l}, {"grad_norm", norm}, {"lr", lr}});
-      if (options.progress && (result.updates % options.log_every == 0 || result.updates == total)) {
+      if (options.reporter != nullptr && (result.updates % options.log_every == 0 || result.updates == total)) {
         const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         const double eta = elapsed / static_cast<double>(result.updates) * static_cast<double>(total - result.updates);
-        std::fprintf(stderr, "warm-up: update %lld/%lld | loss %.3f | %.1f examples/s | ETA %s\n",
-                     static_cast<long long>(result.updates), static_cast<long long>(total), l,
-                     static_cast<double>(result.updates * options.batch_size) / std::max(elapsed, 1e-9),
-                     format_duration(eta).c_str());
+        report(options.reporter,
+               fmt::format("warm-up: update {}/{} | loss {:.3f} | {:.1f} examples/s | ETA {}", result.updates, total, l,
+                           static_cast<double>(result.updates * options.batch_size) / std::max(elapsed, 1e-9),
+                           format_duration(eta)));
       }
     }
   }

@@ -24,7 +24,7 @@ TEST_CASE("NCCL collectives: bucketed sums in float32 and bfloat16, gathers, bro
   REQUIRE(W >= 1);
   const double total = W * (W + 1) / 2.0;  // ranks hold 1, 2, ...
   // The flight recorder is not safe for several groups enqueueing from threads of one process
-  // (see run_ranks in tests/trainer/trainer_test.cpp); real ranks are processes.
+  // (see run_ranks in tests/distributed/rank_threads.hpp); real ranks are processes.
   ::setenv("TORCH_FR_BUFFER_SIZE", "0", /*overwrite=*/1);
   auto store = c10::make_intrusive<c10d::HashStore>();
   std::vector<std::exception_ptr> errors(static_cast<std::size_t>(W));

@@ -10,6 +10,7 @@
 // the number of prompts consumed so far, so (seed, position) fully determines what comes next —
 // that is all a resumed run needs.
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -47,9 +48,8 @@ inline std::optional<WordRange> target_fields(const io::json& row, const std::st
   const auto& hi = (*range)["upper"];
   if (!lo.is_number_integer() || !hi.is_number_integer() || lo.get<std::int64_t>() < 0 ||
       lo.get<std::int64_t>() > hi.get<std::int64_t>()) {
-    throw Error(source + ":" + std::to_string(line) +
-                ": \"lower\"/\"upper\" must be integers with 0 <= lower <= upper, found " + lo.dump() + ", " +
-                hi.dump());
+    throw Error(fmt::format("{}:{}: \"lower\"/\"upper\" must be integers with 0 <= lower <= upper, found {}, {}",
+                            source, line, lo.dump(), hi.dump()));
   }
   return WordRange{lo.get<std::int64_t>(), hi.get<std::int64_t>()};
 }

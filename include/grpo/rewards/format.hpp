@@ -7,7 +7,10 @@
 // formed). repetition_ratio is the share of the answer that repeats earlier text
 // (grpo/text/repetition.hpp). docs/rewards.md gives the reasoning.
 
+#include <fmt/format.h>
+
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <span>
 #include <string>
@@ -16,6 +19,8 @@
 #include "grpo/concepts/reward.hpp"
 #include "grpo/core/error.hpp"
 #include "grpo/core/sample.hpp"
+#include "grpo/customization_points.hpp"
+#include "grpo/rewards/detail/score_each.hpp"
 #include "grpo/text/completion.hpp"
 #include "grpo/text/repetition.hpp"
 
@@ -32,11 +37,22 @@ struct FormatReward {
 
   [[nodiscard]] static std::string_view name() noexcept { return "format"; }
 
+  /// Per-sample metrics (customization_points.hpp): 1 when the completion is well formed, else 0;
+  /// the repetition ratio of its answer (with this reward's repetition options).
+  static constexpr std::array<SampleMetricName, 2> sample_metric_names{
+      {{"well_formed", "well_formed_fraction"}, {"repetition", "repetition_mean"}}};
+  void sample_metrics(const Sample& sample, std::span<double> out) const {
+    const CompletionParts parts = parse_completion(sample.completion);
+    out[0] = parts.well_formed ? 1.0 : 0.0;
+    out[1] = repetition_ratio(parts.answer, repetition);
+  }
+
   /// The reward of one completion, in [0, 1].
   [[nodiscard]] double reward(std::string_view completion) const {
     if (!(std::isfinite(repetition_weight) && repetition_weight >= 0.0)) {
-      throw Error("FormatReward: expected repetition_weight >= 0, found " + std::to_string(repetition_weight) +
-                  "; use 0 to disable the repetition penalty");
+      throw Error(fmt::format("FormatReward: expected repetition_weight >= 0, found {}; use 0 to disable the "
+                              "repetition penalty",
+                              repetition_weight));
     }
     const CompletionParts parts = parse_completion(completion);
     if (!parts.well_formed) return 0.0;
@@ -46,13 +62,7 @@ struct FormatReward {
   [[nodiscard]] float operator()(const Sample& sample) const { return static_cast<float>(reward(sample.completion)); }
 
   /// Scores a batch: out[i] = (*this)(batch[i]).
-  void score(SampleBatch batch, std::span<float> out) const {
-    if (out.size() != batch.size()) {
-      throw Error("FormatReward::score: expected one output per sample (" + std::to_string(batch.size()) +
-                  "), found " + std::to_string(out.size()));
-    }
-    for (std::size_t i = 0; i < batch.size(); ++i) out[i] = (*this)(batch[i]);
-  }
+  void score(SampleBatch batch, std::span<float> out) const { detail::score_each(*this, batch, out, "FormatReward::score"); }
 };
 static_assert(NamedReward<FormatReward>);
 

@@ -12,7 +12,10 @@
 // "no target" (the prompt should have been dropped) and scores `no_target_reward`; a negative
 // bound, lo > hi or L_max <= hi throws grpo::Error. docs/rewards.md gives the reasoning.
 
+#include <fmt/format.h>
+
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <optional>
@@ -23,6 +26,8 @@
 #include "grpo/concepts/reward.hpp"
 #include "grpo/core/error.hpp"
 #include "grpo/core/sample.hpp"
+#include "grpo/customization_points.hpp"
+#include "grpo/rewards/detail/score_each.hpp"
 #include "grpo/text/completion.hpp"
 #include "grpo/text/word_count.hpp"
 
@@ -41,7 +46,7 @@ inline std::int64_t measured_words(std::string_view completion, MeasuredText wha
 
 namespace detail {
 inline std::string range_text(WordRange r) {
-  return "[" + std::to_string(r.lower) + ", " + std::to_string(r.upper) + "]";
+  return fmt::format("[{}, {}]", r.lower, r.upper);
 }
 }  // namespace detail
 
@@ -60,6 +65,12 @@ struct LengthReward {
 
   [[nodiscard]] static std::string_view name() noexcept { return "length"; }
 
+  /// Per-sample metric (customization_points.hpp): the words this reward measured.
+  static constexpr std::array<SampleMetricName, 1> sample_metric_names{{{"answer_words", "answer_words_mean"}}};
+  void sample_metrics(const Sample& sample, std::span<double> out) const {
+    out[0] = static_cast<double>(measured_words(sample.completion, measure));
+  }
+
   /// Eq. 3 for an answer of `words` words and the target [lower, upper]; in [0, 1].
   [[nodiscard]] double reward(std::int64_t words, WordRange target) const {
     if (target.lower < 0 || target.upper < 0 || target.lower > target.upper) {
@@ -67,7 +78,7 @@ struct LengthReward {
                   "; fix the sample's target (lower/upper)");
     }
     if (target.upper == 0) return no_target_reward;
-    if (words < 0) throw Error("LengthReward: expected a word count >= 0, found " + std::to_string(words));
+    if (words < 0) throw Error(fmt::format("LengthReward: expected a word count >= 0, found {}", words));
     const auto len = static_cast<double>(words);
     const auto lo = static_cast<double>(target.lower);
     const auto hi = static_cast<double>(target.upper);
@@ -81,15 +92,15 @@ struct LengthReward {
   [[nodiscard]] double max_length(WordRange target) const {
     if (max_words) {
       if (*max_words <= target.upper) {
-        throw Error("LengthReward: expected max_words (L_max) > the target's upper bound, found max_words = " +
-                    std::to_string(*max_words) + " for target " + detail::range_text(target) +
-                    "; raise max_words or leave it unset to use max_factor * upper");
+        throw Error(fmt::format("LengthReward: expected max_words (L_max) > the target's upper bound, found max_words "
+                                "= {} for target {}; raise max_words or leave it unset to use max_factor * upper",
+                                *max_words, detail::range_text(target)));
       }
       return static_cast<double>(*max_words);
     }
     if (!(std::isfinite(max_factor) && max_factor > 1.0)) {
-      throw Error("LengthReward: expected max_factor > 1 (L_max = max_factor * upper), found " +
-                  std::to_string(max_factor) + "; use e.g. 2.0");
+      throw Error(fmt::format(
+          "LengthReward: expected max_factor > 1 (L_max = max_factor * upper), found {}; use e.g. 2.0", max_factor));
     }
     return max_factor * static_cast<double>(target.upper);
   }
@@ -100,13 +111,7 @@ struct LengthReward {
   }
 
   /// Scores a batch: out[i] = (*this)(batch[i]).
-  void score(SampleBatch batch, std::span<float> out) const {
-    if (out.size() != batch.size()) {
-      throw Error("LengthReward::score: expected one output per sample (" + std::to_string(batch.size()) +
-                  "), found " + std::to_string(out.size()));
-    }
-    for (std::size_t i = 0; i < batch.size(); ++i) out[i] = (*this)(batch[i]);
-  }
+  void score(SampleBatch batch, std::span<float> out) const { detail::score_each(*this, batch, out, "LengthReward::score"); }
 };
 static_assert(NamedReward<LengthReward>);
 
@@ -117,10 +122,10 @@ static_assert(NamedReward<LengthReward>);
 /// Throws grpo::Error for x <= 0 or y < 0.
 inline double longbench_length_score(std::int64_t required, std::int64_t produced) {
   if (required <= 0) {
-    throw Error("longbench_length_score: expected a required length > 0 words, found " + std::to_string(required));
+    throw Error(fmt::format("longbench_length_score: expected a required length > 0 words, found {}", required));
   }
   if (produced < 0) {
-    throw Error("longbench_length_score: expected a produced length >= 0 words, found " + std::to_string(produced));
+    throw Error(fmt::format("longbench_length_score: expected a produced length >= 0 words, found {}", produced));
   }
   if (produced == 0) return 0.0;
   const auto x = static_cast<double>(required);

@@ -10,6 +10,8 @@
 // exactly K rewards. A type that is not a grpo::Reward stops compilation with a sentence naming
 // the requirement it misses.
 
+#include <fmt/format.h>
+
 #include <array>
 #include <cmath>
 #include <concepts>
@@ -20,6 +22,7 @@
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "grpo/concepts/reward.hpp"
 #include "grpo/core/error.hpp"
@@ -30,12 +33,6 @@
 namespace grpo {
 
 namespace detail {
-
-template <class R>
-concept HasSomeScoreMember = requires { &R::score; };
-
-template <class R>
-concept CallableOnSample = std::invocable<R&, const Sample&>;
 
 /// Compile-time diagnosis of why `R` is not a Reward; each failing check reads as a sentence.
 template <class R>
@@ -74,10 +71,6 @@ enum class NonFiniteRewards : std::uint8_t {
   reject,  ///< throw grpo::Error naming the reward and the sample
 };
 
-/// True when every type is a grpo::Reward: what RewardSet<Rs...> requires.
-template <class... Rs>
-concept RewardList = (Reward<Rs> && ...);
-
 /// K rewards known at compile time, scored together into a [K, N] table (row k = reward k).
 /// Construct from the rewards themselves (class template argument deduction, lambdas included).
 template <class... Rs>
@@ -108,7 +101,7 @@ class RewardSet {
       ((result[I] = std::string(grpo::reward_name(std::get<I>(rewards_)))), ...);
     }(std::index_sequence_for<Rs...>{});
     for (std::size_t k = 0; k < size; ++k)
-      if (result[k].empty()) result[k] = "reward" + std::to_string(k);
+      if (result[k].empty()) result[k] = fmt::format("reward{}", k);
     return result;
   }
 
@@ -122,17 +115,45 @@ class RewardSet {
   /// Throws grpo::Error for a wrong shape, and for a NaN or infinity under NonFiniteRewards::reject.
   void score(SampleBatch batch, RewardTableView<float> out) {
     if (out.rewards != size || out.samples != batch.size() || (out.data == nullptr && size * batch.size() > 0)) {
-      throw Error("RewardSet::score: expected a reward table of shape [" + std::to_string(size) + ", " +
-                  std::to_string(batch.size()) + "] (rewards x samples), found [" + std::to_string(out.rewards) +
-                  ", " + std::to_string(out.samples) + "]" + (out.data == nullptr ? " without storage" : "") +
-                  "; make it with grpo::RewardTable(rewards.size, batch.size())");
+      throw Error(fmt::format("RewardSet::score: expected a reward table of shape [{}, {}] (rewards x samples), found "
+                              "[{}, {}]{}; make it with grpo::RewardTable(rewards.size, batch.size())",
+                              size, batch.size(), out.rewards, out.samples,
+                              out.data == nullptr ? " without storage" : ""));
     }
     [&]<std::size_t... I>(std::index_sequence<I...>) {
       (score_one<I>(batch, out.row(I)), ...);
     }(std::index_sequence_for<Rs...>{});
   }
 
+  /// Every reward's per-sample metrics (grpo::sample_metric_names), reward by reward: M names.
+  [[nodiscard]] std::vector<SampleMetricName> sample_metric_names() const {
+    std::vector<SampleMetricName> names;
+    std::apply([&](const auto&... r) { (append(names, grpo::sample_metric_names(r)), ...); }, rewards_);
+    return names;
+  }
+
+  /// The per-sample metrics of every sample: out [M, N] metric-major (row m = metric m of
+  /// sample_metric_names()), M * batch.size() values.
+  void sample_metrics(SampleBatch batch, std::span<double> out) const {
+    std::size_t first = 0;  // this reward's first row
+    std::vector<double> values;
+    auto one = [&](const auto& r) {
+      const std::size_t m = grpo::sample_metric_names(r).size();
+      values.resize(m);
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        grpo::sample_metrics(r, batch[i], std::span<double>(values));
+        for (std::size_t j = 0; j < m; ++j) out[(first + j) * batch.size() + i] = values[j];
+      }
+      first += m;
+    };
+    std::apply([&](const auto&... r) { (one(r), ...); }, rewards_);
+  }
+
  private:
+  static void append(std::vector<SampleMetricName>& to, std::span<const SampleMetricName> more) {
+    to.insert(to.end(), more.begin(), more.end());
+  }
+
   template <std::size_t I>
   void score_one(SampleBatch batch, std::span<float> row) {
     grpo::score(std::get<I>(rewards_), batch, row);
@@ -140,10 +161,10 @@ class RewardSet {
     for (std::size_t i = 0; i < row.size(); ++i) {
       if (!std::isfinite(row[i])) {
         std::string name(grpo::reward_name(std::get<I>(rewards_)));
-        if (name.empty()) name = "reward" + std::to_string(I);
-        throw Error("RewardSet::score: reward \"" + name + "\" (#" + std::to_string(I) + ") gave " +
-                    std::to_string(row[i]) + " for sample " + std::to_string(i) +
-                    "; rewards must be finite numbers, fix or clamp that reward");
+        if (name.empty()) name = fmt::format("reward{}", I);
+        throw Error(fmt::format("RewardSet::score: reward \"{}\" (#{}) gave {} for sample {}; rewards must be finite "
+                                "numbers, fix or clamp that reward",
+                                name, I, row[i], i));
       }
     }
   }
@@ -153,5 +174,7 @@ class RewardSet {
 
 template <class... Rs>
 RewardSet(Rs...) -> RewardSet<Rs...>;
+
+static_assert(RewardTableScorer<RewardSet<archetypes::MinimalReward>>);
 
 }  // namespace grpo

@@ -7,6 +7,7 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/core/grad_mode.h>
 #include <ATen/ops/from_blob.h>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -85,8 +86,8 @@ class WritingReward {
     if (options_.max_tokens <= 8) throw Error("WritingReward: max_tokens: expected > 8");
     const auto& config = model_->config();
     if (config.num_labels != 1) {
-      throw Error("WritingReward: the reward model must have one output (num_labels = 1), found " +
-                  std::to_string(config.num_labels));
+      throw Error(fmt::format("WritingReward: the reward model must have one output (num_labels = 1), found {}",
+                              config.num_labels));
     }
     model_->eval();
   }

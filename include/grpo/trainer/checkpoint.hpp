@@ -30,6 +30,7 @@
 #include "grpo/core/error.hpp"
 #include "grpo/io/atomic_file.hpp"
 #include "grpo/io/safetensors.hpp"
+#include "grpo/optim/adamw.hpp"
 
 namespace grpo {
 
@@ -40,14 +41,6 @@ struct TrainerState {
   std::int64_t update_index = 0;    ///< optimizer updates taken (drives the learning-rate schedule)
   std::uint64_t seed = 0;           ///< the run's seed
   nlohmann::json metrics = nlohmann::json::object();  ///< the metrics row of the last step
-};
-
-/// One tensor's AdamW state: undefined moments when it has none (never updated).
-struct AdamWMoments {
-  at::Tensor exp_avg;
-  at::Tensor exp_avg_sq;
-  std::int64_t step = 0;
-  [[nodiscard]] bool defined() const { return exp_avg.defined(); }
 };
 
 namespace detail {
@@ -70,18 +63,6 @@ inline std::vector<std::string> param_names(const std::vector<at::Tensor>& param
     names.push_back(it == by_impl.end() ? std::string() : it->second);
   }
   return names;
-}
-
-/// The optimizer's state of each of `params` (undefined for a tensor it holds no state for).
-inline std::vector<AdamWMoments> adamw_moments(torch::optim::AdamW& optimizer, const std::vector<at::Tensor>& params) {
-  std::vector<AdamWMoments> out(params.size());
-  for (std::size_t i = 0; i < params.size(); ++i) {
-    auto it = optimizer.state().find(params[i].unsafeGetTensorImpl());
-    if (it == optimizer.state().end()) continue;
-    auto& s = static_cast<torch::optim::AdamWParamState&>(*it->second);
-    out[i] = {s.exp_avg(), s.exp_avg_sq(), s.step()};
-  }
-  return out;
 }
 
 inline std::string join_names(const std::vector<std::string>& names) {
@@ -131,9 +112,9 @@ inline void load_adamw(torch::optim::AdamW& optimizer, const std::filesystem::pa
     if (!saved.empty() && !names.empty()) {
       detail = " (the checkpoint trained: " + join_names(saved) + "; this run trains: " + join_names(names) + ")";
     }
-    throw Error(path.string() + ": optimizer state for " + (count == metadata.end() ? "?" : count->second) +
-                " trainable tensors, but this run trains " + std::to_string(params.size()) + detail +
-                "; resume with the same model architecture and the same frozen parameters");
+    throw Error(fmt::format("{}: optimizer state for {} trainable tensors, but this run trains {}{}; resume with the "
+                            "same model architecture and the same frozen parameters",
+                            path.string(), count == metadata.end() ? "?" : count->second, params.size(), detail));
   }
   std::unordered_map<const void*, bool> held;
   for (const auto& p : optimizer_params(optimizer)) held.emplace(p.unsafeGetTensorImpl(), true);
@@ -148,7 +129,7 @@ inline void load_adamw(torch::optim::AdamW& optimizer, const std::filesystem::pa
     state->exp_avg(file.tensor(fmt::format("param.{}.exp_avg", i), options));
     state->exp_avg_sq(file.tensor(fmt::format("param.{}.exp_avg_sq", i), options));
     if (!state->exp_avg().sizes().equals(params[i].sizes())) {
-      throw Error(path.string() + ": optimizer moment of parameter " + std::to_string(i) + " has the wrong shape");
+      throw Error(fmt::format("{}: optimizer moment of parameter {} has the wrong shape", path.string(), i));
     }
     optimizer.state()[params[i].unsafeGetTensorImpl()] = std::move(state);
   }
@@ -232,7 +213,7 @@ TrainerState load_checkpoint(const std::filesystem::path& path, P& policy, torch
                              std::vector<at::Tensor> params = {}) {
   if (params.empty()) params = detail::optimizer_params(optimizer);
   const auto folder = resolve_checkpoint(path);
-  if constexpr (requires { policy.restore_weights(folder / "policy"); }) {
+  if constexpr (SelfRestoringPolicy<P>) {
     policy.restore_weights(folder / "policy");  // the policy knows its layout (Qwen2Policy: LoRA adapters)
   } else {
     const auto checkpoint = io::SafetensorsCheckpoint::open(folder / "policy");

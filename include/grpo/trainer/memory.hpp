@@ -16,9 +16,25 @@
 #include <nlohmann/json.hpp>
 #include <sys/resource.h>
 
+#include <optional>
+
 #include "grpo/cuda/kernels.hpp"
 
 namespace grpo {
+
+/// A step's memory peaks in GiB; the CUDA ones only for a policy on a CUDA device (with grpo::cuda).
+struct MemoryPeaks {
+  double host_rss_peak_gib = 0.0;
+  std::optional<double> cuda_peak_allocated_gib;
+  std::optional<double> cuda_peak_reserved_gib;
+
+  [[nodiscard]] nlohmann::json to_json() const {
+    nlohmann::json out{{"host_rss_peak_gib", host_rss_peak_gib}};
+    if (cuda_peak_allocated_gib) out["cuda_peak_allocated_gib"] = *cuda_peak_allocated_gib;
+    if (cuda_peak_reserved_gib) out["cuda_peak_reserved_gib"] = *cuda_peak_reserved_gib;
+    return out;
+  }
+};
 
 class PeakMemory {
  public:
@@ -31,10 +47,10 @@ class PeakMemory {
       reset_peaks(cuda_index());
   }
 
-  /// {"host_rss_peak_gib": ..., and on CUDA "cuda_peak_allocated_gib", "cuda_peak_reserved_gib"}.
-  nlohmann::json read() const {
+  /// This process's peaks (see the header comment).
+  [[nodiscard]] MemoryPeaks peaks() const {
     constexpr double gib = 1024.0 * 1024.0 * 1024.0;
-    nlohmann::json out = nlohmann::json::object();
+    MemoryPeaks out;
     rusage usage{};
     if (getrusage(RUSAGE_SELF, &usage) == 0) {
 #if defined(__APPLE__)
@@ -42,15 +58,18 @@ class PeakMemory {
 #else
       const double bytes = static_cast<double>(usage.ru_maxrss) * 1024.0;  // kilobytes on Linux
 #endif
-      out["host_rss_peak_gib"] = bytes / gib;
+      out.host_rss_peak_gib = bytes / gib;
     }
     if (const auto read_peaks = detail::cuda_kernels().read_memory_peaks; read_peaks && device_.is_cuda()) {
       const detail::CudaMemoryPeaks peaks = read_peaks(cuda_index());
-      out["cuda_peak_allocated_gib"] = static_cast<double>(peaks.allocated) / gib;
-      out["cuda_peak_reserved_gib"] = static_cast<double>(peaks.reserved) / gib;
+      out.cuda_peak_allocated_gib = static_cast<double>(peaks.allocated) / gib;
+      out.cuda_peak_reserved_gib = static_cast<double>(peaks.reserved) / gib;
     }
     return out;
   }
+
+  /// {"host_rss_peak_gib": ..., and on CUDA "cuda_peak_allocated_gib", "cuda_peak_reserved_gib"}.
+  [[nodiscard]] nlohmann::json read() const { return peaks().to_json(); }
 
   c10::Device device() const { return device_; }
 

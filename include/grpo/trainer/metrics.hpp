@@ -1,13 +1,13 @@
 #pragma once
-// What a person sees during training: a progress line per step (rate, ETA) on stderr, and one
-// JSON object per step in a metrics file that plots and spreadsheets read directly.
+// What a person sees during training: a progress line per step (rate, ETA) through the program's
+// grpo::Reporter, and one JSON object per line in a metrics file that plots and spreadsheets read
+// directly.
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <cstdint>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "grpo/core/error.hpp"
+#include "grpo/core/reporter.hpp"
 
 namespace grpo {
 
@@ -33,10 +34,14 @@ class MetricsWriter {
     if (!out_) throw Error(path.string() + ": cannot open the metrics file for writing");
   }
 
-  void write(const nlohmann::json& row) {
+  void write(const nlohmann::json& row) { write_line(row.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)); }
+
+  /// One row already serialised (no newline).
+  void write_line(std::string_view line) {
     if (!out_.is_open()) return;
-    out_ << row.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+    out_ << line << '\n';
     out_.flush();
+    if (!out_) throw Error(path_.string() + ": cannot write to the file (disk full or removed?)");
   }
 
   [[nodiscard]] const std::filesystem::path& path() const { return path_; }
@@ -76,8 +81,9 @@ inline std::string format_duration(double seconds) {
 /// Rate and ETA use the mean over the steps of this run (a resumed run starts a new mean).
 class ProgressLine {
  public:
-  ProgressLine(std::int64_t first_step, std::int64_t total_steps, std::FILE* out = stderr)
-      : first_step_(first_step), total_steps_(total_steps), out_(out), start_(Clock::now()) {}
+  /// `reporter` may be null (nothing is shown).
+  ProgressLine(std::int64_t first_step, std::int64_t total_steps, Reporter* reporter)
+      : first_step_(first_step), total_steps_(total_steps), reporter_(reporter), start_(Clock::now()) {}
 
   /// `step` is 1-based (the step just finished); `rewards` are (name, mean) pairs, the first the
   /// composite; `tokens` the sampled tokens of this step.
@@ -99,10 +105,8 @@ class ProgressLine {
       }
     }
     const double rate = elapsed > 0 ? tokens_ / elapsed : 0.0;
-    std::fprintf(out_, "step %lld/%lld | %s | %s tok/s | %.1f s/step | ETA %s\n", static_cast<long long>(step),
-                 static_cast<long long>(total_steps_), reward_text.c_str(), human(rate).c_str(), step_seconds,
-                 format_duration(eta).c_str());
-    std::fflush(out_);
+    report(reporter_, fmt::format("step {}/{} | {} | {} tok/s | {:.1f} s/step | ETA {}", step, total_steps_, reward_text,
+                                  human(rate), step_seconds, format_duration(eta)));
   }
 
  private:
@@ -114,7 +118,7 @@ class ProgressLine {
   }
   std::int64_t first_step_;
   std::int64_t total_steps_;
-  std::FILE* out_;
+  Reporter* reporter_;
   Clock::time_point start_;
   double tokens_ = 0.0;
 };

@@ -3,14 +3,21 @@
 // the paper's settings (LongWriter-Zero: G = 32, 14,000 new tokens, temperature 0.8, top-p 1.0,
 // clip 0.2, no KL, think prompt, three balanced rewards) wherever the paper gives one.
 
+#include <fmt/format.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <vector>
 
+#include "grpo/core/enum_names.hpp"
 #include "grpo/core/error.hpp"
+#include "grpo/core/reporter.hpp"
+#include "grpo/distributed/agreement.hpp"
+#include "grpo/optim/adamw.hpp"
 #include "grpo/sampling/prompts.hpp"
-#include "grpo/sampling/types.hpp"
-#include "grpo/trainer/schedule.hpp"
+#include "grpo/core/generation.hpp"
+#include "grpo/optim/schedule.hpp"
 
 namespace grpo {
 
@@ -21,6 +28,10 @@ enum class TruncationPolicy : std::uint8_t {
   zero_reward  ///< set every reward of a truncated completion to 0 before advantages
 };
 
+/// Names of TruncationPolicy (configs' trainer.truncation).
+inline constexpr EnumName<TruncationPolicy> truncation_policy_names[] = {
+    {"keep", TruncationPolicy::keep}, {"mask", TruncationPolicy::mask}, {"zero_reward", TruncationPolicy::zero_reward}};
+
 /// Where pi_old (the denominator of the importance ratio) comes from.
 enum class OldLogprobSource : std::uint8_t {
   automatic,  ///< the current policy, detached, when each sample is used once (strictly on-policy:
@@ -28,6 +39,11 @@ enum class OldLogprobSource : std::uint8_t {
   sampler,    ///< the log-probs the sampler recorded (exact only with top-p = 1, top-k = 0)
   recompute,  ///< always recomputed by the trainer before the first update of the step
 };
+
+/// Names of OldLogprobSource (configs' trainer.old_logprobs).
+inline constexpr EnumName<OldLogprobSource> old_logprob_source_names[] = {{"automatic", OldLogprobSource::automatic},
+                                                                          {"sampler", OldLogprobSource::sampler},
+                                                                          {"recompute", OldLogprobSource::recompute}};
 
 struct TrainerOptions {
   // ---- GRPO ----
@@ -73,12 +89,33 @@ struct TrainerOptions {
   std::int64_t keep_checkpoints = 3;   ///< newest checkpoints kept; 0 = keep all; default 3
   std::int64_t log_samples_every = 10; ///< write completions with their rewards to samples.jsonl at steps 1, 1+N, 1+2N, ...; 0 = never; default 10
   std::int64_t log_samples_per_group = 1;  ///< completions per group written then (<= group_size); default 1
-  bool progress = true;                ///< print the per-step progress line on stderr; default true
+  Reporter* reporter = nullptr;        ///< where the per-step progress line goes (rank 0); null: none (default)
   std::uint64_t seed = 0;              ///< prompt order and sampling seeds derive from it and the step; default 0
+
+  /// The options every data-parallel rank must share (distributed/agreement.hpp), with their names.
+  [[nodiscard]] std::vector<RankSetting> rank_settings() const {
+    return {{"seed", static_cast<std::int64_t>(seed)},  // the same bits
+            {"steps", steps},
+            {"prompts_per_step", prompts_per_step},
+            {"group_size", group_size},
+            {"epochs", epochs},
+            {"mini_batches", mini_batches},
+            {"save_every", save_every},
+            {"save_final", save_final ? 1 : 0},
+            {"log_samples_every", log_samples_every},
+            {"shard_optimizer_state", shard_optimizer_state ? 1 : 0},
+            {"dynamic_sampling_rounds", dynamic_sampling_rounds}};
+  }
+
+  /// The optimizer these options describe (optim/adamw.hpp).
+  [[nodiscard]] AdamWOptions optimizer() const {
+    return {.lr = lr, .beta1 = adam_beta1, .beta2 = adam_beta2, .eps = adam_eps, .weight_decay = weight_decay,
+            .max_grad_norm = max_grad_norm};
+  }
 
   void validate() const {
     auto positive = [](std::int64_t v, const char* name) {
-      if (v <= 0) throw Error(std::string(name) + ": expected a positive integer, found " + std::to_string(v));
+      if (v <= 0) throw Error(fmt::format("{}: expected a positive integer, found {}", name, v));
     };
     positive(steps, "steps");
     positive(prompts_per_step, "prompts_per_step");
@@ -87,23 +124,28 @@ struct TrainerOptions {
     positive(mini_batches, "mini_batches");
     positive(micro_batch_tokens, "micro_batch_tokens");
     if (mini_batches > prompts_per_step * group_size) {
-      throw Error("mini_batches: expected at most prompts_per_step * group_size = " +
-                  std::to_string(prompts_per_step * group_size) + ", found " + std::to_string(mini_batches));
+      throw Error(fmt::format("mini_batches: expected at most prompts_per_step * group_size = {}, found {}",
+                              prompts_per_step * group_size, mini_batches));
     }
-    if (save_every < 0) throw Error("save_every: expected >= 0, found " + std::to_string(save_every));
+    if (save_every < 0) throw Error(fmt::format("save_every: expected >= 0, found {}", save_every));
     if (dynamic_sampling_rounds < 0) {
-      throw Error("dynamic_sampling_rounds: expected >= 0 (0 = off), found " + std::to_string(dynamic_sampling_rounds));
+      throw Error(fmt::format("dynamic_sampling_rounds: expected >= 0 (0 = off), found {}", dynamic_sampling_rounds));
     }
-    if (keep_checkpoints < 0) throw Error("keep_checkpoints: expected >= 0, found " + std::to_string(keep_checkpoints));
-    if (log_samples_per_group < 1) throw Error("log_samples_per_group: expected >= 1, found " + std::to_string(log_samples_per_group));
-    if (log_samples_every < 0) throw Error("log_samples_every: expected >= 0, found " + std::to_string(log_samples_every));
+    if (keep_checkpoints < 0) throw Error(fmt::format("keep_checkpoints: expected >= 0, found {}", keep_checkpoints));
+    if (log_samples_per_group < 1) {
+      throw Error(fmt::format("log_samples_per_group: expected >= 1, found {}", log_samples_per_group));
+    }
+    if (log_samples_every < 0) {
+      throw Error(fmt::format("log_samples_every: expected >= 0, found {}", log_samples_every));
+    }
     if (!(adam_beta1 >= 0 && adam_beta1 < 1) || !(adam_beta2 >= 0 && adam_beta2 < 1)) {
       throw Error("adam_beta1/adam_beta2: expected values in [0, 1)");
     }
-    if (!(adam_eps > 0)) throw Error("adam_eps: expected > 0, found " + std::to_string(adam_eps));
-    if (!(weight_decay >= 0)) throw Error("weight_decay: expected >= 0, found " + std::to_string(weight_decay));
+    if (!(adam_eps > 0)) throw Error(fmt::format("adam_eps: expected > 0, found {}", adam_eps));
+    if (!(weight_decay >= 0)) throw Error(fmt::format("weight_decay: expected >= 0, found {}", weight_decay));
     if (sampling.max_new_tokens <= 0) {
-      throw Error("sampling.max_new_tokens: expected a positive integer, found " + std::to_string(sampling.max_new_tokens));
+      throw Error(
+          fmt::format("sampling.max_new_tokens: expected a positive integer, found {}", sampling.max_new_tokens));
     }
     lr.validate();
   }

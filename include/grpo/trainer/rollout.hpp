@@ -17,8 +17,9 @@
 
 #include "grpo/core/error.hpp"
 #include "grpo/core/sample.hpp"
-#include "grpo/sampling/types.hpp"
-#include "grpo/trainer/prompt_dataset.hpp"
+#include "grpo/core/generation.hpp"
+#include "grpo/core/reward_table.hpp"
+#include "grpo/data/prompt_dataset.hpp"
 
 namespace grpo {
 
@@ -51,6 +52,18 @@ struct Rollout {
                                .group = static_cast<std::int64_t>(group)});
     }
   }
+};
+
+/// A rollout with its rewards and advantages: what the update trains on, and what the step's
+/// drawing cost (several rounds under dynamic sampling).
+struct ScoredRollout {
+  Rollout rollout;
+  RewardTable table;                    ///< [K, N]
+  std::vector<float> adv;               ///< [N]
+  std::uint64_t prompts_consumed = 0;   ///< prompts drawn from the dataset (every round's)
+  double sample_s = 0.0, score_s = 0.0; ///< seconds in rollout and in rewards + advantages
+  std::int64_t rounds = 0;              ///< batches of prompts drawn
+  double groups_drawn = 0.0, groups_with_signal = 0.0;  ///< over every rank
 };
 
 /// A padded micro-batch: which samples it holds and their tensors (CPU; the policy and the loss

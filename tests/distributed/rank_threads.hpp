@@ -1,0 +1,45 @@
+#pragma once
+// W ranks of one Gloo process group in one process: each rank is a thread with its own
+// ProcessGroupGloo over a shared c10d::HashStore (what TCPStore is across processes).
+#include <chrono>
+#include <cstdlib>
+#include <exception>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include <torch/csrc/distributed/c10d/HashStore.hpp>
+
+#include <grpo/distributed/process_group.hpp>
+
+namespace grpo_test {
+
+/// Runs body(rank, communicator) on `world` threads, each a rank of one Gloo group; rethrows the
+/// first exception of any rank.
+template <class Body>
+void run_ranks(int world, Body body) {
+  // c10d's flight recorder (a process-wide log of collectives for debugging hangs) is not safe
+  // for several process groups enqueueing from different threads of one process (it crashed in
+  // recordWithResetEnabled here); real ranks are processes. Off for the threaded test ranks.
+  ::setenv("TORCH_FR_BUFFER_SIZE", "0", /*overwrite=*/1);
+  auto store = c10::make_intrusive<c10d::HashStore>();
+  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(world));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < world; ++r) {
+    threads.emplace_back([&, r] {
+      try {
+        auto options = c10d::ProcessGroupGloo::Options::create_default(std::chrono::seconds(60));
+        auto backend = c10::make_intrusive<c10d::ProcessGroupGloo>(store, r, world, options);
+        auto comm = std::make_shared<grpo::ProcessGroupCommunicator>(backend, c10::Device(c10::kCPU), store);
+        body(r, comm);
+      } catch (...) {
+        errors[static_cast<std::size_t>(r)] = std::current_exception();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+}
+
+}  // namespace grpo_test

@@ -9,11 +9,12 @@
 #include <grpo/model/lora.hpp>
 #include <grpo/model/qwen2_checkpoint.hpp>
 #include <grpo/model/qwen2_config.hpp>
+#include <grpo/model/qwen2_generate.hpp>
 #include <grpo/model/qwen2_policy.hpp>
-#include <grpo/sampling/generate.hpp>
 #include <grpo/tokenizer/tokenizer.hpp>
 
 #include <ATen/Context.h>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
@@ -26,6 +27,7 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "dtype_names.hpp"
 #include "jsonl_rows.hpp"
 
 namespace {
@@ -55,12 +57,10 @@ struct Placement {
     }
     if (dtype == "auto") {
       options.dtype = options.device.is_cuda() ? c10::kBFloat16 : c10::kFloat;
-    } else if (dtype == "float32") {
-      options.dtype = c10::kFloat;
-    } else if (dtype == "bfloat16") {
-      options.dtype = c10::kBFloat16;
+    } else if (const auto named = grpo::find_enum(lwz::dtype_names, dtype)) {
+      options.dtype = *named;
     } else {
-      throw grpo::Error("--dtype: expected float32, bfloat16 or auto, found \"" + dtype + "\"");
+      throw grpo::Error(fmt::format("--dtype: expected {} or auto, found \"{}\"", grpo::enum_choices(lwz::dtype_names), dtype));
     }
     return options;
   }
@@ -104,10 +104,6 @@ std::vector<std::int64_t> default_stop_ids(const fs::path& folder, const grpo::Q
   return config.eos_token_ids;
 }
 
-const char* finish_reason_name(grpo::FinishReason reason) {
-  return reason == grpo::FinishReason::stop ? "stop" : "length";
-}
-
 void add_generate(CLI::App& app) {
   struct Options {
     std::string model;
@@ -145,15 +141,15 @@ void add_generate(CLI::App& app) {
   o->placement.add_to(cmd);
   cmd->add_option("--temperature", o->temperature, "softmax temperature (> 0)")->capture_default_str();
   cmd->add_option("--top-p", o->top_p, "nucleus sampling mass in (0, 1]; 1 = off")->capture_default_str();
-  cmd->add_option("--top-k", o->top_k, "keep the k most likely tokens; 0 = off")->capture_default_str();
-  cmd->add_option("--max-new-tokens", o->max_new_tokens, "most tokens per completion")->capture_default_str();
+  cmd->add_option("--top-k", o->top_k, "keep the k most likely tokens; 0 = off")->check(CLI::NonNegativeNumber)->capture_default_str();
+  cmd->add_option("--max-new-tokens", o->max_new_tokens, "most tokens per completion")->check(CLI::NonNegativeNumber)->capture_default_str();
   cmd->add_option("--stop", o->stop, "stop string, matched on the decoded text (repeatable), e.g. </answer>");
-  cmd->add_option("--stop-token-id", o->stop_token_ids, "extra stop token id (repeatable)");
+  cmd->add_option("--stop-token-id", o->stop_token_ids, "extra stop token id (repeatable)")->check(CLI::NonNegativeNumber);
   cmd->add_flag("--no-default-stop", o->no_default_stop,
                 "do not stop at the checkpoint's eos_token_id (generation_config.json, else config.json)");
   cmd->add_flag("--greedy", o->greedy, "argmax decoding (ignores temperature, top-p, top-k)");
-  cmd->add_option("--seed", o->seed, "seed of row 0; row i uses seed + i")->capture_default_str();
-  cmd->add_option("--batch-size", o->batch_size, "rows generated together")->capture_default_str();
+  cmd->add_option("--seed", o->seed, "seed of row 0; row i uses seed + i")->check(CLI::NonNegativeNumber)->capture_default_str();
+  cmd->add_option("--batch-size", o->batch_size, "rows generated together")->check(CLI::PositiveNumber)->capture_default_str();
   cmd->add_flag("--keep-special-tokens", o->keep_special, "keep special tokens in \"completion\"");
   cmd->callback([o] {
     const fs::path folder = o->model;
@@ -197,7 +193,7 @@ void add_generate(CLI::App& app) {
         row["completion"] = generations[i].text;
         row["completion_ids"] = generations[i].ids;
         row["completion_logprobs"] = generations[i].logprobs;
-        row["finish_reason"] = finish_reason_name(generations[i].finish_reason);
+        row["finish_reason"] = grpo::enum_name(grpo::finish_reason_names, generations[i].finish_reason);
       }
     });
   });
@@ -230,8 +226,8 @@ void add_logprobs(CLI::App& app) {
   cmd->add_option("--input", o->input, "JSONL file, or - for standard input")->default_str("-");
   o->placement.add_to(cmd);
   cmd->add_option("--temperature", o->temperature, "divides the logits before the softmax (> 0)")->capture_default_str();
-  cmd->add_option("--batch-size", o->batch_size, "rows scored together")->capture_default_str();
-  cmd->add_option("--chunk-size", o->chunk_size, "tokens per vocabulary chunk of the log-prob computation")
+  cmd->add_option("--batch-size", o->batch_size, "rows scored together")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--chunk-size", o->chunk_size, "tokens per vocabulary chunk of the log-prob computation")->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd->add_flag("--entropy", o->entropy, "also add \"entropy\": the entropy of each completion position");
   cmd->callback([o] {
@@ -305,7 +301,7 @@ void add_convert(CLI::App& app) {
   cmd->add_option("--adapter", o->adapter, "PEFT LoRA adapter folder to merge into a causal LM");
   cmd->add_option("--out", o->out, "folder to write (replaced atomically)")->required();
   cmd->add_option("--dtype", o->dtype, "float32 or bfloat16")->capture_default_str();
-  cmd->add_option("--max-shard-bytes", o->max_shard_bytes, "largest safetensors shard")->capture_default_str();
+  cmd->add_option("--max-shard-bytes", o->max_shard_bytes, "largest safetensors shard")->check(CLI::PositiveNumber)->capture_default_str();
   cmd->callback([o] {
     Placement placement{.device = "cpu", .dtype = o->dtype};
     const auto load = placement.load_options();

@@ -139,15 +139,6 @@ std::optional<std::filesystem::path> Section::path(const std::string& key) {
   return p.is_absolute() ? p : config_->base_dir / p;
 }
 
-std::string Section::choice(const std::string& key, const std::string& fallback, const std::vector<std::string>& choices) {
-  const std::string value = string(key, fallback);
-  for (const auto& c : choices)
-    if (c == value) return value;
-  std::string list;
-  for (const auto& c : choices) list += (list.empty() ? "" : ", ") + c;
-  fail(key, "one of " + list, json(value));
-}
-
 json Section::raw(const std::string& key) {
   const json* v = find(key);
   return v ? *v : json();

@@ -9,8 +9,12 @@
 #include <filesystem>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
+#include <type_traits>
 #include <vector>
+
+#include <grpo/core/enum_names.hpp>
 
 namespace lwz {
 
@@ -43,8 +47,16 @@ class Section {
   std::vector<std::string> strings(const std::string& key, const std::vector<std::string>& fallback);
   /// A path relative to the config file's folder (absolute paths are kept); nullopt when absent/null.
   std::optional<std::filesystem::path> path(const std::string& key);
-  /// A string that must be one of `choices`.
-  std::string choice(const std::string& key, const std::string& fallback, const std::vector<std::string>& choices);
+  /// An enumerator named by one of the rows of `names` (an EnumName table such as
+  /// grpo::lr_decay_names); `fallback` when absent. Any other string fails with the table's names.
+  template <class E>
+  E choice(const std::string& key, E fallback, std::type_identity_t<std::span<const grpo::EnumName<E>>> names) {
+    const json* v = find(key);
+    if (!v) return fallback;
+    if (!v->is_string()) fail(key, "a string", *v);
+    if (const auto value = grpo::find_enum(names, v->get_ref<const std::string&>())) return *value;
+    fail(key, "one of " + grpo::enum_choices(names), *v);
+  }
   /// The raw JSON value (marked as read), null when absent.
   json raw(const std::string& key);
   /// A nested object ({} when absent).

@@ -1,11 +1,13 @@
 // longwriter-zero: the LongWriter-Zero recipe as one program. JSONL subcommands read a file or
 // standard input and write one output line per input line, in order, keeping the input's fields.
 #include <algorithm>
+#include <cstdio>
 #include <exception>
 #include <fstream>
 #include <iostream>
 
 #include <grpo/core/error.hpp>
+#include <grpo/version.hpp>
 
 #include "commands.hpp"
 
@@ -19,12 +21,16 @@ std::unique_ptr<std::istream, void (*)(std::istream*)> open_input(const std::str
   }
   return {file, [](std::istream* s) { delete s; }};
 }
+grpo::Reporter& reporter() {
+  static grpo::StreamReporter stderr_reporter(stderr);
+  return stderr_reporter;
+}
 }  // namespace lwz
 
 int main(int argc, char** argv) {
   CLI::App app{"longwriter-zero: GRPO for ultra-long text generation (LongWriter-Zero) in C++"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "grpo 0.1.0");
+  app.set_version_flag("--version", std::string("grpo ") + grpo::version_string);
   for (auto add : lwz::command_families()) add(app);
   try {
     app.parse(argc, argv);

@@ -7,6 +7,8 @@ set(GRPO_INSTALL_CMAKEDIR "${CMAKE_INSTALL_LIBDIR}/cmake/grpo"
 mark_as_advanced(GRPO_INSTALL_CMAKEDIR)
 
 install(DIRECTORY include/ DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}" COMPONENT grpo_Development)
+install(FILES "${PROJECT_BINARY_DIR}/generated/include/grpo/version.hpp"  # made from project(VERSION)
+        DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}/grpo" COMPONENT grpo_Development)
 
 set(_grpo_targets grpo_grpo)
 if(GRPO_ENABLE_CUDA)

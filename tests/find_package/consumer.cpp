@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <string>
 
 int main() {
   int failures = 0;
@@ -53,6 +54,11 @@ int main() {
     expect(sums == std::vector<double>{1.5, 2.0} && x.item<float>() == 3.0f, "Gloo world of one");
     expect(grpo::LaunchEnv{}.world_size == 1, "LaunchEnv defaults to a world of one");
   }
+
+  expect(std::string(grpo::version_string) == GRPO_PACKAGE_VERSION &&
+             std::to_string(grpo::version_major) + "." + std::to_string(grpo::version_minor) + "." +
+                     std::to_string(grpo::version_patch) == GRPO_PACKAGE_VERSION,
+         "<grpo/version.hpp> says the package version (grpoConfigVersion.cmake's)");
 
   std::printf("consumer: grpo %s found, linked and checked (%d failures)\n", grpo::version_string, failures);
   return failures == 0 ? 0 : 1;

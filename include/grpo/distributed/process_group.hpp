@@ -29,6 +29,7 @@
 
 #include <ATen/ops/cat.h>
 #include <ATen/ops/empty_like.h>
+#include <fmt/format.h>
 
 #include <charconv>
 #include <chrono>
@@ -74,8 +75,9 @@ struct LaunchEnv {
     if (env.world_size == 1) return env;
     const char* addr = std::getenv("MASTER_ADDR");
     if (addr == nullptr || *addr == '\0')
-      throw Error("MASTER_ADDR: WORLD_SIZE is " + std::to_string(env.world_size) +
-                  " but MASTER_ADDR (the host of the rendezvous store) is not set; launch with torchrun");
+      throw Error(fmt::format("MASTER_ADDR: WORLD_SIZE is {} but MASTER_ADDR (the host of the rendezvous store) is "
+                              "not set; launch with torchrun",
+                              env.world_size));
     env.master_addr = addr;
     env.master_port = integer("MASTER_PORT", 1, 65535);
     const char* agent = std::getenv("TORCHELASTIC_USE_AGENT_STORE");
@@ -98,8 +100,7 @@ struct LaunchEnv {
     if (ec != std::errc() || end != s.data() + s.size() || s.empty())
       throw Error(std::string(name) + ": expected an integer, found \"" + s + "\"");
     if (value < lo || value > hi)
-      throw Error(std::string(name) + ": expected a value in [" + std::to_string(lo) + ", " + std::to_string(hi) +
-                  "], found " + s);
+      throw Error(fmt::format("{}: expected a value in [{}, {}], found {}", name, lo, hi, s));
     return value;
   }
 };
@@ -159,7 +160,7 @@ class ProcessGroupCommunicator final : public Communicator {
       barrier();
       return;
     }
-    const std::string key = "grpo/wait/" + std::to_string(waits_++);
+    const std::string key = fmt::format("grpo/wait/{}", waits_++);
     store_->add(key, 1);
     while (store_->add(key, 0) < world_size()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
@@ -214,12 +215,11 @@ inline std::shared_ptr<ProcessGroupCommunicator> init_process_group(const Launch
   try {
     store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, store_options);
   } catch (const std::exception& e) {
-    throw Error("rendezvous at " + env.master_addr + ":" + std::to_string(env.master_port) + " (MASTER_ADDR:MASTER_PORT) as rank " +
-                std::to_string(env.rank) + " of " + std::to_string(env.world_size) + " failed: " + e.what());
+    throw Error(fmt::format("rendezvous at {}:{} (MASTER_ADDR:MASTER_PORT) as rank {} of {} failed: {}",
+                            env.master_addr, env.master_port, env.rank, env.world_size, e.what()));
   }
   // One namespace per launch attempt, as torch.distributed does after an elastic restart.
-  store = c10::make_intrusive<c10d::PrefixStore>("grpo/attempt_" + std::to_string(env.restart_count) + "/",
-                                                 std::move(store));
+  store = c10::make_intrusive<c10d::PrefixStore>(fmt::format("grpo/attempt_{}/", env.restart_count), std::move(store));
   if (device.is_cuda()) {
 #if defined(GRPO_WITH_CUDA)
     if (!device.has_index()) device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank));

@@ -16,6 +16,7 @@
 // (the published names are never partial). They are safe to delete when no writer is running.
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -224,9 +225,9 @@ class AtomicFileWriter {
         if (errno == EINTR) continue;
         const int code = errno;
         discard();
-        throw Error(path_.string() + ": write failed after " + std::to_string(bytes_written_) +
-                    " bytes: " + detail::errno_text(code) + "; the previous file (if any) is unchanged" +
-                    (code == ENOSPC ? " (free disk space and retry)" : ""));
+        throw Error(fmt::format("{}: write failed after {} bytes: {}; the previous file (if any) is unchanged{}",
+                                path_.string(), bytes_written_, detail::errno_text(code),
+                                code == ENOSPC ? " (free disk space and retry)" : ""));
       }
       data += n;
       size -= static_cast<std::size_t>(n);

@@ -1,6 +1,7 @@
 #pragma once
 // JSON Lines in and out: one object per line, errors that name the source and the line.
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <cstddef>
@@ -24,11 +25,10 @@ inline json parse_jsonl_line(std::string_view text, std::string_view source, std
   try {
     value = json::parse(text);
   } catch (const json::parse_error& e) {
-    throw Error(std::string(source) + ":" + std::to_string(line) + ": invalid JSON: " + e.what());
+    throw Error(fmt::format("{}:{}: invalid JSON: {}", source, line, e.what()));
   }
   if (!value.is_object()) {
-    throw Error(std::string(source) + ":" + std::to_string(line) + ": expected a JSON object, found " +
-                value.type_name());
+    throw Error(fmt::format("{}:{}: expected a JSON object, found {}", source, line, value.type_name()));
   }
   return value;
 }
@@ -44,7 +44,7 @@ void for_each_jsonl(std::istream& in, std::string_view source, Fn&& fn) {
     if (text.find_first_not_of(" \t") == std::string::npos) continue;
     fn(parse_jsonl_line(text, source, line), line);
   }
-  if (in.bad()) throw Error(std::string(source) + ": read error after line " + std::to_string(line));
+  if (in.bad()) throw Error(fmt::format("{}: read error after line {}", source, line));
 }
 
 /// Reads every object of a JSONL file; throws grpo::Error naming the file if it cannot be opened.
@@ -67,8 +67,9 @@ inline const std::string& require_string(const json& row, std::string_view name,
                                          std::size_t line) {
   auto it = row.find(name);
   if (it == row.end() || !it->is_string()) {
-    throw Error(std::string(source) + ":" + std::to_string(line) + ": field \"" + std::string(name) +
-                "\" " + (it == row.end() ? "is missing" : std::string("must be a string, found ") + it->type_name()));
+    throw Error(fmt::format("{}:{}: field \"{}\" {}", source, line, name,
+                            it == row.end() ? std::string("is missing")
+                                            : fmt::format("must be a string, found {}", it->type_name())));
   }
   return it->get_ref<const std::string&>();
 }

@@ -26,6 +26,7 @@
 #include <c10/util/ArrayRef.h>
 #include <c10/util/Exception.h>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -123,7 +124,7 @@ class MappedFile {
       if (address == MAP_FAILED) {
         const int code = errno;
         ::close(fd);
-        throw Error(path.string() + ": cannot memory-map " + std::to_string(size_) + " bytes: " + errno_text(code));
+        throw Error(fmt::format("{}: cannot memory-map {} bytes: {}", path.string(), size_, errno_text(code)));
       }
       data_ = static_cast<const std::byte*>(address);
     }
@@ -163,8 +164,7 @@ inline void check_bool_bytes(std::span<const std::byte> bytes, const std::string
   for (std::size_t i = 0; i < bytes.size(); ++i) {
     const auto value = std::to_integer<unsigned>(bytes[i]);
     if (value > 1) {
-      throw Error(where + ": BOOL element " + std::to_string(i) + " is " + std::to_string(value) +
-                  ", expected 0 or 1; the data is corrupt");
+      throw Error(fmt::format("{}: BOOL element {} is {}, expected 0 or 1; the data is corrupt", where, i, value));
     }
   }
 }
@@ -245,8 +245,8 @@ class SafetensorsFile {
   const SafetensorsTensorInfo& info(std::string_view name) const {
     const auto* info = state_->header.find(name);
     if (info == nullptr) {
-      throw Error(path().string() + ": missing tensor '" + std::string(name) + "' (the file has " +
-                  std::to_string(state_->header.tensors.size()) + " tensors)");
+      throw Error(fmt::format("{}: missing tensor '{}' (the file has {} tensors)", path().string(), name,
+                              state_->header.tensors.size()));
     }
     return *info;
   }
@@ -282,8 +282,8 @@ inline std::string read_small_text_file(const std::filesystem::path& path, std::
   const auto size = std::filesystem::file_size(path, ec);
   if (ec) throw Error(path.string() + ": cannot read: " + ec.message());
   if (size > limit) {
-    throw Error(path.string() + ": " + std::to_string(size) + " bytes, more than the " + std::to_string(limit) +
-                " expected of this file; is it the right file?");
+    throw Error(fmt::format("{}: {} bytes, more than the {} expected of this file; is it the right file?",
+                            path.string(), size, limit));
   }
   std::ifstream in(path, std::ios::binary);
   std::string text(static_cast<std::size_t>(size), '\0');
@@ -459,8 +459,8 @@ class SafetensorsCheckpoint {
   std::size_t locate(std::string_view name) const {
     auto it = where_.find(name);
     if (it == where_.end()) {
-      throw Error(path_.string() + ": missing tensor '" + std::string(name) + "' (the checkpoint has " +
-                  std::to_string(where_.size()) + " tensors)");
+      throw Error(fmt::format("{}: missing tensor '{}' (the checkpoint has {} tensors)", path_.string(), name,
+                              where_.size()));
     }
     return it->second;
   }

@@ -27,6 +27,7 @@
 // Every error is a grpo::Error naming the source, the tensor (if any), what was expected and
 // what was found.
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -190,9 +191,8 @@ inline nlohmann::json parse_header_json(std::string_view text, const std::string
         break;
       case event_t::value:
         if (d == 3 && ++elements_in_array > 2 * max_safetensors_rank) {
-          throw HeaderShapeError{"an array with more than " + std::to_string(2 * max_safetensors_rank) +
-                                 " elements (shapes have at most " + std::to_string(max_safetensors_rank) +
-                                 " dimensions)"};
+          throw HeaderShapeError{fmt::format("an array with more than {} elements (shapes have at most {} dimensions)",
+                                             2 * max_safetensors_rank, max_safetensors_rank)};
         }
         break;
       default:
@@ -222,8 +222,8 @@ inline std::string tensor_where(const std::string& source, std::string_view name
 inline std::uint64_t require_unsigned(const nlohmann::json& value, const std::string& where, std::string_view field,
                                       std::uint64_t max) {
   if (!value.is_number_unsigned() || value.get<std::uint64_t>() > max) {
-    throw Error(where + ": " + std::string(field) + ": expected an integer in [0, " + std::to_string(max) +
-                "], found " + json_excerpt(value));
+    throw Error(
+        fmt::format("{}: {}: expected an integer in [0, {}], found {}", where, field, max, json_excerpt(value)));
   }
   return value.get<std::uint64_t>();
 }
@@ -264,8 +264,8 @@ inline SafetensorsTensorInfo parse_tensor_entry(const std::string& name, const n
                 (shape == entry.end() ? std::string("none") : json_excerpt(*shape)));
   }
   if (shape->size() > max_safetensors_rank) {
-    throw Error(where + ": shape has " + std::to_string(shape->size()) + " dimensions, at most " +
-                std::to_string(max_safetensors_rank) + " are supported");
+    throw Error(fmt::format("{}: shape has {} dimensions, at most {} are supported", where, shape->size(),
+                            max_safetensors_rank));
   }
   std::uint64_t numel = 1;
   bool overflow = false;
@@ -298,15 +298,14 @@ inline SafetensorsTensorInfo parse_tensor_entry(const std::string& name, const n
   info.data_begin = require_unsigned((*offsets)[0], where, "data_offsets", std::numeric_limits<std::uint64_t>::max());
   info.data_end = require_unsigned((*offsets)[1], where, "data_offsets", std::numeric_limits<std::uint64_t>::max());
   if (info.data_end < info.data_begin) {
-    throw Error(where + ": data_offsets [" + std::to_string(info.data_begin) + ", " + std::to_string(info.data_end) +
-                "] end before they begin");
+    throw Error(fmt::format("{}: data_offsets [{}, {}] end before they begin", where, info.data_begin, info.data_end));
   }
   const std::uint64_t expected = numel * itemsize;
   if (info.byte_size() != expected) {
-    throw Error(where + ": data_offsets [" + std::to_string(info.data_begin) + ", " + std::to_string(info.data_end) +
-                "] span " + std::to_string(info.byte_size()) + " bytes, but shape " + shape_text(info.shape) + " of " +
-                std::string(dtype_name(info.dtype)) + " needs " + std::to_string(numel) + " x " +
-                std::to_string(itemsize) + " = " + std::to_string(expected) + " bytes; the header is inconsistent");
+    throw Error(fmt::format("{}: data_offsets [{}, {}] span {} bytes, but shape {} of {} needs {} x {} = {} bytes; "
+                            "the header is inconsistent",
+                            where, info.data_begin, info.data_end, info.byte_size(), shape_text(info.shape),
+                            dtype_name(info.dtype), numel, itemsize, expected));
   }
   return info;
 }
@@ -319,24 +318,25 @@ inline SafetensorsTensorInfo parse_tensor_entry(const std::string& name, const n
 inline SafetensorsHeader parse_safetensors_header(std::span<const std::byte> file, std::string_view source) {
   const std::string src(source);
   if (file.size() < 8) {
-    throw Error(src + ": " + std::to_string(file.size()) +
-                " bytes is too short for a safetensors file (expected at least the 8-byte header length); "
-                "the file is truncated or empty");
+    throw Error(fmt::format("{}: {} bytes is too short for a safetensors file (expected at least the 8-byte header "
+                            "length); the file is truncated or empty",
+                            src, file.size()));
   }
   std::uint64_t header_size = 0;
   std::memcpy(&header_size, file.data(), 8);
   const std::uint64_t available = file.size() - 8;
   if (header_size > max_safetensors_header_size) {
-    throw Error(src + ": header length " + std::to_string(header_size) + " exceeds the safetensors limit of " +
-                std::to_string(max_safetensors_header_size) + " bytes; not a safetensors file or corrupt");
+    throw Error(fmt::format("{}: header length {} exceeds the safetensors limit of {} bytes; not a safetensors file "
+                            "or corrupt",
+                            src, header_size, max_safetensors_header_size));
   }
   if (header_size > available) {
-    throw Error(src + ": header length " + std::to_string(header_size) + " runs past the end of the file (" +
-                std::to_string(file.size()) + " bytes); the file is truncated");
+    throw Error(fmt::format("{}: header length {} runs past the end of the file ({} bytes); the file is truncated",
+                            src, header_size, file.size()));
   }
   if (header_size < 2) {
-    throw Error(src + ": header length " + std::to_string(header_size) +
-                " is too short for a JSON object (expected at least \"{}\")");
+    throw Error(fmt::format("{}: header length {} is too short for a JSON object (expected at least \"{{}}\")", src,
+                            header_size));
   }
   const std::string_view text(reinterpret_cast<const char*>(file.data()) + 8, header_size);
   nlohmann::json root = detail::parse_header_json(text, src);
@@ -375,28 +375,27 @@ inline SafetensorsHeader parse_safetensors_header(std::span<const std::byte> fil
   const SafetensorsTensorInfo* previous = nullptr;
   for (const auto& info : header.tensors) {
     if (info.data_begin < cursor) {
-      throw Error(detail::tensor_where(src, info.name) + ": data_offsets [" + std::to_string(info.data_begin) +
-                  ", " + std::to_string(info.data_end) + "] overlap tensor '" + previous->name + "' at [" +
-                  std::to_string(previous->data_begin) + ", " + std::to_string(previous->data_end) +
-                  "]; the header is corrupt");
+      throw Error(fmt::format("{}: data_offsets [{}, {}] overlap tensor '{}' at [{}, {}]; the header is corrupt",
+                              detail::tensor_where(src, info.name), info.data_begin, info.data_end, previous->name,
+                              previous->data_begin, previous->data_end));
     }
     if (info.data_begin > cursor) {
-      throw Error(detail::tensor_where(src, info.name) + ": data_offsets begin at " +
-                  std::to_string(info.data_begin) + ", expected " + std::to_string(cursor) +
-                  " (a hole of unindexed bytes, which the safetensors format forbids)");
+      throw Error(fmt::format("{}: data_offsets begin at {}, expected {} (a hole of unindexed bytes, which the "
+                              "safetensors format forbids)",
+                              detail::tensor_where(src, info.name), info.data_begin, cursor));
     }
     if (info.data_end > header.data_size) {
-      throw Error(detail::tensor_where(src, info.name) + ": data_offsets [" + std::to_string(info.data_begin) +
-                  ", " + std::to_string(info.data_end) + "] run past the end of the data section (" +
-                  std::to_string(header.data_size) + " bytes); the file is truncated");
+      throw Error(fmt::format("{}: data_offsets [{}, {}] run past the end of the data section ({} bytes); the file "
+                              "is truncated",
+                              detail::tensor_where(src, info.name), info.data_begin, info.data_end, header.data_size));
     }
     cursor = info.data_end;
     previous = &info;
   }
   if (cursor != header.data_size) {
-    throw Error(src + ": the tensors cover " + std::to_string(cursor) + " bytes of data but the file has " +
-                std::to_string(header.data_size) +
-                " after the header (trailing bytes, which the safetensors format forbids)");
+    throw Error(fmt::format("{}: the tensors cover {} bytes of data but the file has {} after the header (trailing "
+                            "bytes, which the safetensors format forbids)",
+                            src, cursor, header.data_size));
   }
   for (std::size_t i = 0; i < header.tensors.size(); ++i) header.index.emplace(header.tensors[i].name, i);
   return header;

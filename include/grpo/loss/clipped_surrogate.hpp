@@ -25,6 +25,7 @@
 #include <ATen/ops/full.h>
 #include <ATen/ops/where.h>
 #include <ATen/ops/zeros.h>
+#include <fmt/format.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
@@ -35,8 +36,9 @@
 #include <vector>
 
 #include "grpo/concepts/loss.hpp"
+#include "grpo/core/enum_names.hpp"
 #include "grpo/core/error.hpp"
-#include "grpo/loss/types.hpp"
+#include "grpo/core/loss_types.hpp"
 
 namespace grpo {
 
@@ -48,11 +50,19 @@ enum class KlEstimator {
   k3,  ///< exp(-d) - 1 + d: unbiased, >= 0, low variance (verl's low_var_kl); clamped at 10
 };
 
+/// Names of KlEstimator (configs' loss.kl).
+inline constexpr EnumName<KlEstimator> kl_estimator_names[] = {
+    {"k1", KlEstimator::k1}, {"k2", KlEstimator::k2}, {"k3", KlEstimator::k3}};
+
 /// Where the importance ratio lives.
 enum class RatioLevel {
   token,     ///< PPO/GRPO: one ratio per token
   sequence,  ///< GSPO (Zheng et al. 2025): the length-normalised sequence ratio, GSPO-token gradient form
 };
+
+/// Names of RatioLevel (configs' loss.ratio).
+inline constexpr EnumName<RatioLevel> ratio_level_names[] = {{"token", RatioLevel::token},
+                                                             {"sequence", RatioLevel::sequence}};
 
 /// How per-token losses become a scalar (normalisers from LossNormalizer, global over the step).
 enum class Aggregation {
@@ -60,6 +70,14 @@ enum class Aggregation {
   seq_mean_token_mean,      ///< per-sequence token mean, summed / global sequences (original GRPO)
   seq_mean_token_sum,       ///< per-sequence token sum, summed / global sequences
   seq_mean_token_sum_norm,  ///< sum over tokens / (global sequences x horizon) (Dr.GRPO)
+};
+
+/// Names of Aggregation (configs' loss.aggregation; docs/loss.md).
+inline constexpr EnumName<Aggregation> aggregation_names[] = {
+    {"token_mean", Aggregation::token_mean},
+    {"seq_mean_token_mean", Aggregation::seq_mean_token_mean},
+    {"seq_mean_token_sum", Aggregation::seq_mean_token_sum},
+    {"seq_mean_token_sum_norm", Aggregation::seq_mean_token_sum_norm},
 };
 
 /// The clipped policy-gradient surrogate; a PolicyLoss. Options are validated at each call.
@@ -99,22 +117,22 @@ inline constexpr double max_k3 = 10.0;
 inline void check_loss_options(const ClippedSurrogateLoss& o) {
   const std::string who = "grpo::ClippedSurrogateLoss: ";
   if (!(o.clip_low >= 0.0 && o.clip_low < 1.0))
-    throw Error(who + "clip_low must be in [0, 1), found " + std::to_string(o.clip_low) + "; the paper uses 0.2");
+    throw Error(fmt::format("{}clip_low must be in [0, 1), found {}; the paper uses 0.2", who, o.clip_low));
   if (!(o.clip_high >= 0.0) || !std::isfinite(o.clip_high))
-    throw Error(who + "clip_high must be finite and >= 0, found " + std::to_string(o.clip_high));
+    throw Error(fmt::format("{}clip_high must be finite and >= 0, found {}", who, o.clip_high));
   if (o.dual_clip && (!(*o.dual_clip > 1.0) || !std::isfinite(*o.dual_clip)))
-    throw Error(who + "dual_clip must be finite and > 1, found " + std::to_string(*o.dual_clip) + "; verl uses 3");
+    throw Error(fmt::format("{}dual_clip must be finite and > 1, found {}; verl uses 3", who, *o.dual_clip));
   if (!(o.kl_coef >= 0.0) || !std::isfinite(o.kl_coef))
-    throw Error(who + "kl_coef must be finite and >= 0, found " + std::to_string(o.kl_coef));
+    throw Error(fmt::format("{}kl_coef must be finite and >= 0, found {}", who, o.kl_coef));
   if (!(o.entropy_coef >= 0.0) || !std::isfinite(o.entropy_coef))
-    throw Error(who + "entropy_coef must be finite and >= 0, found " + std::to_string(o.entropy_coef));
+    throw Error(fmt::format("{}entropy_coef must be finite and >= 0, found {}", who, o.entropy_coef));
 }
 
 inline void check_loss_inputs(const ClippedSurrogateLoss& o, const PolicyLossInputs& in, const LossNormalizer& norm) {
   const std::string who = "grpo::ClippedSurrogateLoss: ";
   if (!in.logprobs.defined() || in.logprobs.dim() != 2)
-    throw Error(who + "expected logprobs [B, T], found " +
-                (in.logprobs.defined() ? std::to_string(in.logprobs.dim()) + " dims" : std::string("undefined")));
+    throw Error(fmt::format("{}expected logprobs [B, T], found {}", who,
+                            in.logprobs.defined() ? fmt::format("{} dims", in.logprobs.dim()) : "undefined"));
   if (!at::isFloatingType(in.logprobs.scalar_type()))
     throw Error(who + "expected floating logprobs, found " + std::string(c10::toString(in.logprobs.scalar_type())));
   const auto shape = in.logprobs.sizes();
@@ -128,22 +146,25 @@ inline void check_loss_inputs(const ClippedSurrogateLoss& o, const PolicyLossInp
   same(in.old_logprobs, "old_logprobs");
   same(in.mask, "mask");
   if (o.kl_coef > 0.0 && !in.ref_logprobs.defined())
-    throw Error(who + "kl_coef = " + std::to_string(o.kl_coef) +
-                " needs ref_logprobs [B, T] from the reference policy; pass them or set kl_coef = 0");
+    throw Error(fmt::format("{}kl_coef = {} needs ref_logprobs [B, T] from the reference policy; pass them or set "
+                            "kl_coef = 0",
+                            who, o.kl_coef));
   if (in.ref_logprobs.defined()) same(in.ref_logprobs, "ref_logprobs");
   if (o.entropy_coef > 0.0 && !in.entropy.defined())
-    throw Error(who + "entropy_coef = " + std::to_string(o.entropy_coef) +
-                " needs entropy [B, T] from the policy (a policy that computes it); pass it or set entropy_coef = 0");
+    throw Error(fmt::format("{}entropy_coef = {} needs entropy [B, T] from the policy (a policy that computes it); "
+                            "pass it or set entropy_coef = 0",
+                            who, o.entropy_coef));
   if (o.entropy_coef > 0.0) same(in.entropy, "entropy");
   if (!in.advantages.defined() || in.advantages.dim() != 1 || in.advantages.size(0) != shape[0])
-    throw Error(who + "expected advantages [B] with B = " + std::to_string(shape[0]) + ", found " +
-                (in.advantages.defined() ? c10::str(in.advantages.sizes()) : std::string("undefined")));
+    throw Error(fmt::format("{}expected advantages [B] with B = {}, found {}", who, shape[0],
+                            in.advantages.defined() ? c10::str(in.advantages.sizes()) : std::string("undefined")));
   if (in.advantages.device() != in.logprobs.device())
     throw Error(who + "expected advantages on " + in.logprobs.device().str() + ", found " + in.advantages.device().str());
   auto positive = [&](double v, const char* field) {
     if (!(v > 0.0) || !std::isfinite(v))
-      throw Error(who + "LossNormalizer::" + field + " must be finite and > 0 for this aggregation, found " +
-                  std::to_string(v) + "; count it over the whole step (all micro-batches and ranks)");
+      throw Error(fmt::format("{}LossNormalizer::{} must be finite and > 0 for this aggregation, found {}; count it "
+                              "over the whole step (all micro-batches and ranks)",
+                              who, field, v));
   };
   switch (o.aggregation) {
     case Aggregation::token_mean:

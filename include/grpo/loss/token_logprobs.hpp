@@ -29,6 +29,7 @@
 #include <ATen/ops/where.h>
 #include <ATen/ops/zeros.h>
 #include <ATen/ops/zeros_like.h>
+#include <fmt/format.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
@@ -96,12 +97,12 @@ inline void check_token_logprob_inputs(const at::Tensor& hidden, const at::Tenso
   if (!hidden.defined() || !weight.defined() || !targets.defined())
     throw Error(where + "expected defined hidden, weight and targets tensors, found an undefined one");
   if (hidden.dim() < 1 || weight.dim() != 2)
-    throw Error(where + "expected hidden [..., H] and weight [V, H], found hidden of " +
-                std::to_string(hidden.dim()) + " dims and weight of " + std::to_string(weight.dim()) +
-                " dims; pass the output projection (lm_head.weight) as [V, H]");
+    throw Error(fmt::format("{}expected hidden [..., H] and weight [V, H], found hidden of {} dims and weight of {} "
+                            "dims; pass the output projection (lm_head.weight) as [V, H]",
+                            where, hidden.dim(), weight.dim()));
   if (hidden.size(-1) != weight.size(1))
-    throw Error(where + "expected hidden's last dim to equal weight's H = " + std::to_string(weight.size(1)) +
-                ", found " + std::to_string(hidden.size(-1)));
+    throw Error(fmt::format("{}expected hidden's last dim to equal weight's H = {}, found {}", where, weight.size(1),
+                            hidden.size(-1)));
   if (hidden.scalar_type() != weight.scalar_type() || !at::isFloatingType(hidden.scalar_type()))
     throw Error(where + "expected hidden and weight of one floating dtype, found " +
                 std::string(c10::toString(hidden.scalar_type())) + " and " +
@@ -115,13 +116,14 @@ inline void check_token_logprob_inputs(const at::Tensor& hidden, const at::Tenso
     throw Error(where + "expected hidden, weight and targets on one device, found " + hidden.device().str() + ", " +
                 weight.device().str() + ", " + targets.device().str());
   if (options.chunk_size <= 0)
-    throw Error(where + "TokenLogprobOptions::chunk_size must be > 0, found " + std::to_string(options.chunk_size));
+    throw Error(fmt::format("{}TokenLogprobOptions::chunk_size must be > 0, found {}", where, options.chunk_size));
   if (!(options.temperature > 0.0) || !std::isfinite(options.temperature))
-    throw Error(where + "TokenLogprobOptions::temperature must be finite and > 0, found " +
-                std::to_string(options.temperature));
+    throw Error(fmt::format("{}TokenLogprobOptions::temperature must be finite and > 0, found {}", where,
+                            options.temperature));
   if (options.vocab_block < -1)
-    throw Error(where + "TokenLogprobOptions::vocab_block must be -1 (automatic), 0 (whole rows) or > 0, found " +
-                std::to_string(options.vocab_block));
+    throw Error(fmt::format(
+        "{}TokenLogprobOptions::vocab_block must be -1 (automatic), 0 (whole rows) or > 0, found {}", where,
+        options.vocab_block));
   if (weight.size(0) == 0) throw Error(where + "expected a weight with V > 0 rows, found V = 0");
 }
 
@@ -412,8 +414,9 @@ inline TokenLogprobResult token_logprobs(const at::Tensor& hidden, const at::Ten
       const auto low = flat_targets.min().item<std::int64_t>();
       const auto high = flat_targets.max().item<std::int64_t>();
       if (low < 0 || high >= vocab)
-        throw Error("grpo::token_logprobs: expected targets in [0, V = " + std::to_string(vocab) + "), found " +
-                    std::to_string(low < 0 ? low : high) + "; check the tokenizer's vocabulary against the model's");
+        throw Error(fmt::format("grpo::token_logprobs: expected targets in [0, V = {}), found {}; check the "
+                                "tokenizer's vocabulary against the model's",
+                                vocab, low < 0 ? low : high));
     }
   } else {
     valid = flat_targets.ge(0).logical_and_(flat_targets.lt(vocab));

@@ -12,6 +12,7 @@
 #include <ATen/ops/arange.h>
 #include <ATen/ops/ones.h>
 #include <ATen/ops/scaled_dot_product_attention.h>
+#include <fmt/format.h>
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 
@@ -71,13 +72,13 @@ class Qwen2AttentionImpl : public torch::nn::Module {
   Qwen2AttentionImpl(const AttentionOptions& dims, const ParameterOptions& options = {}) : dims_(dims) {
     const auto where = std::string("Qwen2Attention: ");
     if (dims.hidden_size <= 0 || dims.num_heads <= 0 || dims.num_kv_heads <= 0 || dims.head_dim <= 0) {
-      throw Error(where + "expected hidden_size, num_attention_heads, num_key_value_heads and head_dim > 0, found " +
-                  std::to_string(dims.hidden_size) + ", " + std::to_string(dims.num_heads) + ", " +
-                  std::to_string(dims.num_kv_heads) + ", " + std::to_string(dims.head_dim));
+      throw Error(fmt::format("{}expected hidden_size, num_attention_heads, num_key_value_heads and head_dim > 0, "
+                              "found {}, {}, {}, {}",
+                              where, dims.hidden_size, dims.num_heads, dims.num_kv_heads, dims.head_dim));
     }
     if (dims.num_heads % dims.num_kv_heads != 0) {
-      throw Error(where + "num_attention_heads (" + std::to_string(dims.num_heads) +
-                  ") must be a multiple of num_key_value_heads (" + std::to_string(dims.num_kv_heads) + ")");
+      throw Error(fmt::format("{}num_attention_heads ({}) must be a multiple of num_key_value_heads ({})", where,
+                              dims.num_heads, dims.num_kv_heads));
     }
     const auto q_width = dims.num_heads * dims.head_dim;
     const auto kv_width = dims.num_kv_heads * dims.head_dim;

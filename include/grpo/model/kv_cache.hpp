@@ -34,6 +34,7 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
 #include <c10/core/TensorOptions.h>
+#include <fmt/format.h>
 
 #include <cstdint>
 #include <string>
@@ -60,7 +61,7 @@ class KVCache {
   explicit KVCache(const KVCacheOptions& options) : options_(options), batch_(options.batch_size) {
     const auto check = [](std::int64_t value, const char* field) {
       if (value <= 0) {
-        throw Error(std::string("KVCacheOptions.") + field + ": expected > 0, found " + std::to_string(value));
+        throw Error(fmt::format("KVCacheOptions.{}: expected > 0, found {}", field, value));
       }
     };
     check(options.num_layers, "num_layers");
@@ -95,11 +96,11 @@ class KVCache {
   /// 0 = padding) or undefined for all-real. Returns the rotary position ids [B, new_tokens].
   at::Tensor begin_step(std::int64_t new_tokens, const at::Tensor& attention_mask = {}) {
     if (step_tokens_ != 0) throw Error("KVCache::begin_step: the previous step was not ended (end_step)");
-    if (new_tokens <= 0) throw Error("KVCache::begin_step: expected new_tokens > 0, found " + std::to_string(new_tokens));
+    if (new_tokens <= 0) throw Error(fmt::format("KVCache::begin_step: expected new_tokens > 0, found {}", new_tokens));
     if (length_ + new_tokens > options_.max_length) {
-      throw Error("KVCache: capacity exceeded: " + std::to_string(length_) + " slots used + " + std::to_string(new_tokens) +
-                  " new > max_length " + std::to_string(options_.max_length) +
-                  "; create the cache with max_length >= padded prompt length + max new tokens");
+      throw Error(fmt::format("KVCache: capacity exceeded: {} slots used + {} new > max_length {}; create the cache "
+                              "with max_length >= padded prompt length + max new tokens",
+                              length_, new_tokens, options_.max_length));
     }
     const auto device_long = at::TensorOptions().device(options_.device).dtype(at::kLong);
     at::Tensor positions;
@@ -112,8 +113,8 @@ class KVCache {
       positions = next_positions_.narrow(0, 0, batch_).unsqueeze(1).clone();
     } else if (attention_mask.defined()) {
       if (attention_mask.dim() != 2 || attention_mask.size(0) != batch_ || attention_mask.size(1) != new_tokens) {
-        throw Error("KVCache::begin_step: expected attention_mask of shape [" + std::to_string(batch_) + ", " +
-                    std::to_string(new_tokens) + "], found " + shape_string(attention_mask));
+        throw Error(fmt::format("KVCache::begin_step: expected attention_mask of shape [{}, {}], found {}", batch_,
+                                new_tokens, shape_string(attention_mask)));
       }
       const auto real = attention_mask.to(options_.device).to(at::kLong);
       const auto counted = at::cumsum(real, 1);
@@ -135,8 +136,7 @@ class KVCache {
   std::pair<at::Tensor, at::Tensor> update(std::int64_t layer, const at::Tensor& keys, const at::Tensor& values) {
     if (step_tokens_ == 0) throw Error("KVCache::update: called outside begin_step/end_step");
     if (layer < 0 || layer >= options_.num_layers) {
-      throw Error("KVCache::update: layer " + std::to_string(layer) + " out of range [0, " +
-                  std::to_string(options_.num_layers) + ")");
+      throw Error(fmt::format("KVCache::update: layer {} out of range [0, {})", layer, options_.num_layers));
     }
     const auto index = static_cast<std::size_t>(layer);
     auto rows_k = keys_[index].narrow(0, 0, batch_);
@@ -183,8 +183,8 @@ class KVCache {
   void set_static_window(std::int64_t window) {
     if (step_tokens_ != 0) throw Error("KVCache::set_static_window: not allowed inside a step");
     if (window != 0 && (window <= length_ || window > options_.max_length)) {
-      throw Error("KVCache::set_static_window: expected a window in (" + std::to_string(length_) + ", " +
-                  std::to_string(options_.max_length) + "], found " + std::to_string(window));
+      throw Error(fmt::format("KVCache::set_static_window: expected a window in ({}, {}], found {}", length_,
+                              options_.max_length, window));
     }
     static_window_ = window;
     if (window > 0) {
@@ -198,7 +198,7 @@ class KVCache {
   void advance_static(std::int64_t steps = 1) {
     if (static_window_ == 0) throw Error("KVCache::advance_static: not in static-window mode");
     if (length_ + steps > static_window_) {
-      throw Error("KVCache::advance_static: the static window of " + std::to_string(static_window_) + " slots is full");
+      throw Error(fmt::format("KVCache::advance_static: the static window of {} slots is full", static_window_));
     }
     length_ += steps;
   }
@@ -210,7 +210,8 @@ class KVCache {
     if (static_window_ != 0) throw Error("KVCache::keep_rows: leave static-window mode first (set_static_window(0))");
     const auto kept = rows.numel();
     if (rows.dim() != 1 || kept == 0 || kept > batch_) {
-      throw Error("KVCache::keep_rows: expected 1 to " + std::to_string(batch_) + " row indices, found shape " + shape_string(rows));
+      throw Error(
+          fmt::format("KVCache::keep_rows: expected 1 to {} row indices, found shape {}", batch_, shape_string(rows)));
     }
     const auto index = rows.to(options_.device).to(at::kLong);
     for (std::size_t layer = 0; layer < keys_.size(); ++layer) {
@@ -225,7 +226,7 @@ class KVCache {
   /// Empties the cache for a new batch of at most the original batch size.
   void reset(std::int64_t batch_size = -1) {
     if (batch_size > options_.batch_size) {
-      throw Error("KVCache::reset: batch " + std::to_string(batch_size) + " > allocated " + std::to_string(options_.batch_size));
+      throw Error(fmt::format("KVCache::reset: batch {} > allocated {}", batch_size, options_.batch_size));
     }
     batch_ = batch_size > 0 ? batch_size : options_.batch_size;
     length_ = 0;

@@ -18,6 +18,7 @@
 #include <ATen/ops/matmul.h>
 #include <ATen/ops/rsqrt.h>
 #include <c10/core/TensorOptions.h>
+#include <fmt/format.h>
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 
@@ -67,7 +68,7 @@ inline at::Tensor make_parameter(at::IntArrayRef shape, const ParameterOptions& 
 
 inline void check_positive(std::int64_t value, const char* module, const char* field) {
   if (value <= 0) {
-    throw Error(std::string(module) + ": expected " + field + " > 0, found " + std::to_string(value));
+    throw Error(fmt::format("{}: expected {} > 0, found {}", module, field, value));
   }
 }
 
@@ -154,7 +155,7 @@ class RMSNormImpl : public torch::nn::Module {
  public:
   RMSNormImpl(std::int64_t hidden_size, double eps, const ParameterOptions& options = {}) : eps(eps) {
     detail::check_positive(hidden_size, "RMSNorm", "hidden_size");
-    if (!(eps > 0.0)) throw Error("RMSNorm: expected eps > 0 (config rms_norm_eps), found " + std::to_string(eps));
+    if (!(eps > 0.0)) throw Error(fmt::format("RMSNorm: expected eps > 0 (config rms_norm_eps), found {}", eps));
     weight = register_parameter("weight", detail::make_parameter({hidden_size}, options, 1.0, false));
   }
 

@@ -20,6 +20,7 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/core/grad_mode.h>
 #include <c10/core/TensorOptions.h>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <torch/nn/module.h>
 
@@ -86,9 +87,9 @@ inline std::vector<std::pair<std::string, std::shared_ptr<ProjectionImpl>>> laye
 }
 
 inline void check_lora_options(const LoraOptions& options, const std::string& where) {
-  if (options.rank <= 0) throw Error(where + ": rank (r): expected > 0, found " + std::to_string(options.rank));
+  if (options.rank <= 0) throw Error(fmt::format("{}: rank (r): expected > 0, found {}", where, options.rank));
   if (!(options.alpha > 0.0) || !std::isfinite(options.alpha)) {
-    throw Error(where + ": alpha (lora_alpha): expected a finite number > 0, found " + std::to_string(options.alpha));
+    throw Error(fmt::format("{}: alpha (lora_alpha): expected a finite number > 0, found {}", where, options.alpha));
   }
   if (options.target_modules.empty()) throw Error(where + ": target_modules: expected at least one projection name");
   for (const auto& target : options.target_modules) {

@@ -23,6 +23,7 @@
 #include <ATen/ops/cumsum.h>
 #include <ATen/ops/full.h>
 #include <ATen/ops/linear.h>
+#include <fmt/format.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/pimpl.h>
@@ -193,20 +194,21 @@ class Qwen2BackboneImpl : public torch::nn::Module {
       const auto low = input_ids.min().item<std::int64_t>();
       const auto high = input_ids.max().item<std::int64_t>();
       if (low < 0 || high >= config_.vocab_size) {
-        throw Error(where + "token id " + std::to_string(low < 0 ? low : high) + " outside the vocabulary [0, " +
-                    std::to_string(config_.vocab_size) + "); the tokenizer does not match the model (config vocab_size)");
+        throw Error(fmt::format("{}token id {} outside the vocabulary [0, {}); the tokenizer does not match the model "
+                                "(config vocab_size)",
+                                where, low < 0 ? low : high, config_.vocab_size));
       }
     }
     if (attention_mask.defined() && !attention_mask.sizes().equals(input_ids.sizes())) {
-      throw Error(where + "attention_mask must have the shape of input_ids [" + std::to_string(input_ids.size(0)) + ", " +
-                  std::to_string(input_ids.size(1)) + "]");
+      throw Error(fmt::format("{}attention_mask must have the shape of input_ids [{}, {}]", where, input_ids.size(0),
+                              input_ids.size(1)));
     }
     if (position_ids.defined() && (position_ids.dim() != 2 || position_ids.size(1) != input_ids.size(1))) {
       throw Error(where + "position_ids must have shape [batch or 1, length]");
     }
     if (cache != nullptr && cache->batch_size() != input_ids.size(0)) {
-      throw Error(where + "the KV cache holds " + std::to_string(cache->batch_size()) + " rows but input_ids has " +
-                  std::to_string(input_ids.size(0)));
+      throw Error(fmt::format("{}the KV cache holds {} rows but input_ids has {}", where, cache->batch_size(),
+                              input_ids.size(0)));
     }
   }
 
@@ -253,7 +255,9 @@ TORCH_MODULE(Qwen2Model);
 class Qwen2RewardModelImpl : public torch::nn::Module {
  public:
   explicit Qwen2RewardModelImpl(const Qwen2Config& config, const Qwen2Options& options = {}) {
-    if (config.num_labels <= 0) throw Error("Qwen2 config: num_labels: expected > 0, found " + std::to_string(config.num_labels));
+    if (config.num_labels <= 0) {
+      throw Error(fmt::format("Qwen2 config: num_labels: expected > 0, found {}", config.num_labels));
+    }
     model = register_module("model", Qwen2Backbone(config, options));
     score = register_module(
         "score", Projection(config.hidden_size, config.num_labels, false, detail::parameter_options(config, options)));

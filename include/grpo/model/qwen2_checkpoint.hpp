@@ -12,6 +12,7 @@
 
 #include <ATen/core/Tensor.h>
 #include <ATen/core/grad_mode.h>
+#include <fmt/format.h>
 
 #include <cstdint>
 #include <filesystem>
@@ -84,7 +85,7 @@ inline void load_parameters(torch::nn::Module& module, const io::SafetensorsChec
   if (!unused.empty()) {
     std::string names;
     for (std::size_t i = 0; i < unused.size() && i < 5; ++i) names += (i ? ", " : "") + unused[i];
-    if (unused.size() > 5) names += ", ... (" + std::to_string(unused.size()) + " in all)";
+    if (unused.size() > 5) names += fmt::format(", ... ({} in all)", unused.size());
     throw Error(checkpoint.path().string() + ": tensors the model does not use: " + names +
                 "; the checkpoint is not this architecture (check config.json \"architectures\")");
   }
@@ -137,30 +138,33 @@ inline void save_checkpoint(torch::nn::Module& module, Qwen2Config config, const
 
 }  // namespace detail
 
+namespace detail {
+/// A model of `architecture` built from a checkpoint folder (config.json + safetensors): the
+/// module without initialisation, then every parameter loaded by name and shape.
+template <class Model>
+Model load_architecture(const std::filesystem::path& folder, const Qwen2LoadOptions& options, Qwen2Architecture architecture) {
+  const auto config = load_qwen2_config(folder);
+  check_architecture(config, architecture, folder);
+  const auto checkpoint = io::SafetensorsCheckpoint::open(folder);
+  Model model(config, Qwen2Options{.device = options.device,
+                                   .dtype = options.dtype,
+                                   .initialize = false,
+                                   .activation_checkpointing = options.activation_checkpointing});
+  // A reward model's score head is never tied to the embedding.
+  const bool tied = architecture == Qwen2Architecture::causal_lm && config.tie_word_embeddings;
+  load_parameters(*model, checkpoint, options, tied);
+  return model;
+}
+}  // namespace detail
+
 /// Builds a Qwen2ForCausalLM from a checkpoint folder (config.json + safetensors).
 inline Qwen2Model load_qwen2(const std::filesystem::path& folder, const Qwen2LoadOptions& options = {}) {
-  const auto config = load_qwen2_config(folder);
-  detail::check_architecture(config, Qwen2Architecture::causal_lm, folder);
-  const auto checkpoint = io::SafetensorsCheckpoint::open(folder);
-  Qwen2Model model(config, Qwen2Options{.device = options.device,
-                                        .dtype = options.dtype,
-                                        .initialize = false,
-                                        .activation_checkpointing = options.activation_checkpointing});
-  detail::load_parameters(*model, checkpoint, options, config.tie_word_embeddings);
-  return model;
+  return detail::load_architecture<Qwen2Model>(folder, options, Qwen2Architecture::causal_lm);
 }
 
 /// Builds a Qwen2ForSequenceClassification (reward model) from a checkpoint folder.
 inline Qwen2RewardModel load_qwen2_reward_model(const std::filesystem::path& folder, const Qwen2LoadOptions& options = {}) {
-  const auto config = load_qwen2_config(folder);
-  detail::check_architecture(config, Qwen2Architecture::sequence_classification, folder);
-  const auto checkpoint = io::SafetensorsCheckpoint::open(folder);
-  Qwen2RewardModel model(config, Qwen2Options{.device = options.device,
-                                              .dtype = options.dtype,
-                                              .initialize = false,
-                                              .activation_checkpointing = options.activation_checkpointing});
-  detail::load_parameters(*model, checkpoint, options, false);
-  return model;
+  return detail::load_architecture<Qwen2RewardModel>(folder, options, Qwen2Architecture::sequence_classification);
 }
 
 /// Writes `model` as a checkpoint folder transformers' AutoModelForCausalLM.from_pretrained loads.

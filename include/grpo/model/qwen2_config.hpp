@@ -15,6 +15,7 @@
 // num_attention_heads, num_key_value_heads; the last may be null = num_attention_heads): those
 // must be stated, since transformers' 7B defaults are never what a checkpoint on disk means.
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <cmath>
@@ -100,7 +101,7 @@ inline void validate_qwen2_config(Qwen2Config& config, std::string_view source =
   const std::string src(source);
   const auto positive = [&](std::int64_t value, std::string_view field) {
     if (value <= 0) {
-      throw Error(src + ": " + std::string(field) + ": expected a positive integer, found " + std::to_string(value));
+      throw Error(fmt::format("{}: {}: expected a positive integer, found {}", src, field, value));
     }
   };
   positive(config.vocab_size, "vocab_size");
@@ -111,42 +112,42 @@ inline void validate_qwen2_config(Qwen2Config& config, std::string_view source =
   positive(config.num_key_value_heads, "num_key_value_heads");
   positive(config.max_position_embeddings, "max_position_embeddings");
   if (config.hidden_size % config.num_attention_heads != 0) {
-    throw Error(src + ": num_attention_heads: " + std::to_string(config.num_attention_heads) +
-                " does not divide hidden_size " + std::to_string(config.hidden_size) +
-                "; expected hidden_size = num_attention_heads * head_dim");
+    throw Error(fmt::format("{}: num_attention_heads: {} does not divide hidden_size {}; expected hidden_size = "
+                            "num_attention_heads * head_dim",
+                            src, config.num_attention_heads, config.hidden_size));
   }
   if (config.num_attention_heads % config.num_key_value_heads != 0) {
-    throw Error(src + ": num_key_value_heads: " + std::to_string(config.num_key_value_heads) +
-                " does not divide num_attention_heads " + std::to_string(config.num_attention_heads) +
-                " (grouped-query attention needs whole groups)");
+    throw Error(fmt::format("{}: num_key_value_heads: {} does not divide num_attention_heads {} (grouped-query "
+                            "attention needs whole groups)",
+                            src, config.num_key_value_heads, config.num_attention_heads));
   }
   const std::int64_t derived = config.hidden_size / config.num_attention_heads;
   if (config.head_dim != 0 && config.head_dim != derived) {
-    throw Error(src + ": head_dim: " + std::to_string(config.head_dim) + " differs from hidden_size / " +
-                "num_attention_heads = " + std::to_string(derived) +
-                "; grpo's Qwen2 derives head_dim (remove the key or fix the sizes)");
+    throw Error(fmt::format("{}: head_dim: {} differs from hidden_size / num_attention_heads = {}; grpo's Qwen2 "
+                            "derives head_dim (remove the key or fix the sizes)",
+                            src, config.head_dim, derived));
   }
   config.head_dim = derived;
   if (derived % 2 != 0) {
-    throw Error(src + ": head_dim " + std::to_string(derived) + " is odd; rotary embeddings rotate pairs of channels");
+    throw Error(fmt::format("{}: head_dim {} is odd; rotary embeddings rotate pairs of channels", src, derived));
   }
   if (!(config.rope_theta > 0) || !std::isfinite(config.rope_theta)) {
-    throw Error(src + ": rope_theta: expected a positive finite number, found " + std::to_string(config.rope_theta));
+    throw Error(fmt::format("{}: rope_theta: expected a positive finite number, found {}", src, config.rope_theta));
   }
   if (!(config.rms_norm_eps > 0) || !std::isfinite(config.rms_norm_eps)) {
-    throw Error(src + ": rms_norm_eps: expected a positive finite number, found " + std::to_string(config.rms_norm_eps));
+    throw Error(fmt::format("{}: rms_norm_eps: expected a positive finite number, found {}", src, config.rms_norm_eps));
   }
   if (!(config.initializer_range >= 0) || !std::isfinite(config.initializer_range)) {
-    throw Error(src + ": initializer_range: expected a finite number >= 0, found " +
-                std::to_string(config.initializer_range));
+    throw Error(fmt::format("{}: initializer_range: expected a finite number >= 0, found {}", src,
+                            config.initializer_range));
   }
   if (!config.attention_bias) {
     throw Error(src + ": attention_bias: Qwen2 always has q/k/v biases; a model without them is not Qwen2");
   }
   const auto token = [&](std::optional<std::int64_t> id, std::string_view field) {
     if (id && (*id < 0 || *id >= config.vocab_size)) {
-      throw Error(src + ": " + std::string(field) + ": token id " + std::to_string(*id) + " is outside [0, vocab_size = " +
-                  std::to_string(config.vocab_size) + ")");
+      throw Error(
+          fmt::format("{}: {}: token id {} is outside [0, vocab_size = {})", src, field, *id, config.vocab_size));
     }
   };
   token(config.bos_token_id, "bos_token_id");
@@ -367,8 +368,9 @@ inline Qwen2Config parse_qwen2_config(const nlohmann::json& json, std::string_vi
     in.fail("hidden_act", "expected \"silu\" (Qwen2's gated MLP), found \"" + act + "\"");
   }
   if (const auto dropout = in.number_or("attention_dropout", 0.0); dropout != 0.0) {
-    in.fail("attention_dropout", "expected 0 (grpo does not implement attention dropout; with it, training "
-                                 "log-probs would not match sampling), found " + std::to_string(dropout));
+    in.fail("attention_dropout", fmt::format("expected 0 (grpo does not implement attention dropout; with it, "
+                                             "training log-probs would not match sampling), found {}",
+                                             dropout));
   }
   const auto must_be_false = [&](std::string_view key, std::string_view why) {
     if (in.boolean_or(key, false)) in.fail(key, "true is not supported: " + std::string(why));
@@ -403,25 +405,26 @@ inline Qwen2Config parse_qwen2_config(const nlohmann::json& json, std::string_vi
   const auto max_window_layers = in.integer_or("max_window_layers", 28);
   if (const auto* types = in.given("layer_types")) {
     if (!types->is_array() || static_cast<std::int64_t>(types->size()) != config.num_hidden_layers) {
-      in.fail("layer_types", "expected a list of " + std::to_string(config.num_hidden_layers) +
-                                 " layer types, found " + detail::Qwen2ConfigReader::excerpt(*types));
+      in.fail("layer_types", fmt::format("expected a list of {} layer types, found {}", config.num_hidden_layers,
+                                         detail::Qwen2ConfigReader::excerpt(*types)));
     }
     for (std::size_t i = 0; i < types->size(); ++i) {
       const auto& type = (*types)[i];
       if (!type.is_string() || (type != "full_attention" && type != "sliding_attention")) {
-        in.fail("layer_types", "entry " + std::to_string(i) + ": expected \"full_attention\" or \"sliding_attention\", found " +
-                                   detail::Qwen2ConfigReader::excerpt(type));
+        in.fail("layer_types",
+                fmt::format("entry {}: expected \"full_attention\" or \"sliding_attention\", found {}", i,
+                            detail::Qwen2ConfigReader::excerpt(type)));
       }
       if (type == "sliding_attention" && use_sliding_window && sliding_window) {
-        in.fail("layer_types", "layer " + std::to_string(i) + " uses sliding-window attention (use_sliding_window is "
-                               "true); grpo implements full attention only");
+        in.fail("layer_types", fmt::format("layer {} uses sliding-window attention (use_sliding_window is true); "
+                                           "grpo implements full attention only",
+                                           i));
       }
     }
   } else if (use_sliding_window && sliding_window && max_window_layers < config.num_hidden_layers) {
-    in.fail("use_sliding_window", "layers " + std::to_string(max_window_layers) + ".." +
-                                      std::to_string(config.num_hidden_layers - 1) +
-                                      " would use sliding-window attention (max_window_layers = " +
-                                      std::to_string(max_window_layers) + "); grpo implements full attention only");
+    in.fail("use_sliding_window", fmt::format("layers {}..{} would use sliding-window attention (max_window_layers = "
+                                              "{}); grpo implements full attention only",
+                                              max_window_layers, config.num_hidden_layers - 1, max_window_layers));
   }
 
   config.bos_token_id = in.optional_integer("bos_token_id");
@@ -531,8 +534,8 @@ inline nlohmann::json to_json(const Qwen2Config& input) {
     nlohmann::json id2label = nlohmann::json::object();
     nlohmann::json label2id = nlohmann::json::object();
     for (std::int64_t i = 0; i < config.num_labels; ++i) {
-      id2label[std::to_string(i)] = "LABEL_" + std::to_string(i);
-      label2id["LABEL_" + std::to_string(i)] = i;
+      id2label[std::to_string(i)] = fmt::format("LABEL_{}", i);
+      label2id[fmt::format("LABEL_{}", i)] = i;
     }
     json["id2label"] = std::move(id2label);
     json["label2id"] = std::move(label2id);

@@ -16,6 +16,7 @@
 #include <ATen/ops/cat.h>
 #include <ATen/ops/pow.h>
 #include <ATen/ops/reciprocal.h>
+#include <fmt/format.h>
 
 #include <cstdint>
 #include <string>
@@ -33,10 +34,11 @@ struct RotaryTables {
 /// inv_freq_j = 1 / theta^(2j / head_dim): [head_dim / 2] float32.
 inline at::Tensor rotary_inverse_frequencies(std::int64_t head_dim, double theta, c10::Device device = c10::kCPU) {
   if (head_dim <= 0 || head_dim % 2 != 0) {
-    throw Error("rotary embedding: expected an even head_dim > 0, found " + std::to_string(head_dim) +
-                "; check config.json head_dim (or hidden_size / num_attention_heads)");
+    throw Error(fmt::format("rotary embedding: expected an even head_dim > 0, found {}; check config.json head_dim "
+                            "(or hidden_size / num_attention_heads)",
+                            head_dim));
   }
-  if (!(theta > 0.0)) throw Error("rotary embedding: expected rope_theta > 0, found " + std::to_string(theta));
+  if (!(theta > 0.0)) throw Error(fmt::format("rotary embedding: expected rope_theta > 0, found {}", theta));
   const auto exponents = at::arange(0, head_dim, 2, at::TensorOptions().dtype(at::kFloat)) / static_cast<double>(head_dim);
   return at::reciprocal(at::pow(theta, exponents)).to(device);
 }

@@ -10,6 +10,8 @@
 // +-10% band: "about 1,234 words" -> [1100, 1400]. Requirements above the cap are treated as the
 // cap: "20,000 words" -> [10800, 12000]. apply_target_rules lists every case.
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <string>
@@ -50,10 +52,10 @@ namespace detail {
 inline void validate(const TargetRules& r) {
   if (r.step <= 0 || r.max_upper < r.step || r.max_width < r.step || r.tolerance_percent < 0 ||
       r.tolerance_percent >= 100) {
-    throw Error("TargetRules: expected step > 0, max_upper >= step, max_width >= step and 0 <= tolerance_percent "
-                "< 100, found step = " + std::to_string(r.step) + ", max_upper = " + std::to_string(r.max_upper) +
-                ", max_width = " + std::to_string(r.max_width) + ", tolerance_percent = " +
-                std::to_string(r.tolerance_percent) + "; the paper's values are 100, 12000, 3000, 10");
+    throw Error(fmt::format("TargetRules: expected step > 0, max_upper >= step, max_width >= step and 0 <= "
+                            "tolerance_percent < 100, found step = {}, max_upper = {}, max_width = {}, "
+                            "tolerance_percent = {}; the paper's values are 100, 12000, 3000, 10",
+                            r.step, r.max_upper, r.max_width, r.tolerance_percent));
   }
 }
 constexpr std::int64_t floor_to(std::int64_t x, std::int64_t step) { return x / step * step; }  // x >= 0
@@ -72,8 +74,8 @@ constexpr std::int64_t ceil_to(std::int64_t x, std::int64_t step) { return (x + 
 inline WordRange apply_target_rules(LengthRequirement req, const TargetRules& rules = {}) {
   detail::validate(rules);
   if (req.value < 0 || (req.bound == LengthBound::between && req.upper < 0)) {
-    throw Error("apply_target_rules: expected word counts >= 0, found " + std::to_string(req.value) +
-                (req.bound == LengthBound::between ? " and " + std::to_string(req.upper) : std::string()));
+    throw Error(fmt::format("apply_target_rules: expected word counts >= 0, found {}{}", req.value,
+                            req.bound == LengthBound::between ? fmt::format(" and {}", req.upper) : std::string()));
   }
   constexpr std::int64_t limit = 1'000'000'000;  // keeps N * 110 far from overflow
   const std::int64_t s = rules.step;

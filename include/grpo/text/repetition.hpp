@@ -20,6 +20,8 @@
 //    that is repetition.
 // Cost: O(units) with hashing; no quadratic paragraph-pair comparison.
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -157,14 +159,15 @@ inline void split_units(std::string_view text, std::vector<std::uint64_t>& units
 
 inline void validate(const RepetitionOptions& o) {
   if (o.word_ngram == 0 || o.cjk_ngram == 0) {
-    throw Error("RepetitionOptions: expected word_ngram and cjk_ngram >= 1, found " + std::to_string(o.word_ngram) +
-                " and " + std::to_string(o.cjk_ngram) + "; the defaults are 5 and 6");
+    throw Error(fmt::format("RepetitionOptions: expected word_ngram and cjk_ngram >= 1, found {} and {}; the "
+                            "defaults are 5 and 6",
+                            o.word_ngram, o.cjk_ngram));
   }
   if (!(o.ordinary_containment >= 0.0 && o.ordinary_containment < o.repeated_containment &&
         o.repeated_containment <= 1.0)) {
-    throw Error("RepetitionOptions: expected 0 <= ordinary_containment < repeated_containment <= 1, found " +
-                std::to_string(o.ordinary_containment) + " and " + std::to_string(o.repeated_containment) +
-                "; the defaults are 0.2 and 0.5");
+    throw Error(fmt::format("RepetitionOptions: expected 0 <= ordinary_containment < repeated_containment <= 1, found "
+                            "{} and {}; the defaults are 0.2 and 0.5",
+                            o.ordinary_containment, o.repeated_containment));
   }
 }
 

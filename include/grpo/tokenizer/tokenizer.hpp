@@ -27,6 +27,7 @@
 // A Tokenizer is an immutable, cheaply copyable handle (shared ownership); every member function
 // is safe to call from several threads at once.
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -199,16 +200,16 @@ class TokenizerLoader {
       max_id = std::max(max_id, id);
       // Tables are sized by the largest id: refuse ids no real vocabulary reaches.
       if (id > max_supported_id) {
-        fail("model.vocab[\"" + token + "\"]", "id " + std::to_string(id) + " is above " + std::to_string(max_supported_id) +
-                                                    "; grpo supports vocabularies of up to 2^24 ids");
+        fail(fmt::format("model.vocab[\"{}\"]", token),
+             fmt::format("id {} is above {}; grpo supports vocabularies of up to 2^24 ids", id, max_supported_id));
       }
     }
     bpe.vocab.reserve(tables.vocab.size(), key_bytes);
     std::vector<bool> used(static_cast<std::size_t>(max_id + 1), false);
     for (const auto& [token, id] : tables.vocab) {
       if (used[static_cast<std::size_t>(id)]) {
-        fail("model.vocab[\"" + token + "\"]",
-             "id " + std::to_string(id) + " is already used by another token; every id must name one token");
+        fail(fmt::format("model.vocab[\"{}\"]", token),
+             fmt::format("id {} is already used by another token; every id must name one token", id));
       }
       used[static_cast<std::size_t>(id)] = true;
       if (!bpe.vocab.insert(token, static_cast<std::int32_t>(id))) fail("model.vocab[\"" + token + "\"]", "the token appears twice");
@@ -230,7 +231,7 @@ class TokenizerLoader {
     const std::size_t prefix_length = bpe.continuing_subword_prefix.size();
     std::string merged;
     for (std::size_t rank = 0; rank < tables.merges.size(); ++rank) {
-      const auto field = [rank] { return "model.merges[" + std::to_string(rank) + "]"; };
+      const auto field = [rank] { return fmt::format("model.merges[{}]", rank); };
       const std::string_view left = tables.merges[rank].first;
       const std::string_view right = tables.merges[rank].second;
       const std::int32_t left_id = bpe.vocab.find(left);
@@ -267,7 +268,9 @@ class TokenizerLoader {
     } else if (type == "Sequence") {
       const json& list = require(node, "normalizers", field + ".normalizers");
       if (!list.is_array()) fail(field + ".normalizers", "expected an array", list);
-      for (std::size_t k = 0; k < list.size(); ++k) collect_forms(list[k], field + ".normalizers[" + std::to_string(k) + "]", forms);
+      for (std::size_t k = 0; k < list.size(); ++k) {
+        collect_forms(list[k], fmt::format("{}.normalizers[{}]", field, k), forms);
+      }
     } else {
       fail(field + ".type", "expected NFC, NFD, NFKC, NFKD or Sequence (other normalizers are not supported)", json(type));
     }
@@ -283,7 +286,9 @@ class TokenizerLoader {
     if (type_of(node, "pre_tokenizer") == "Sequence") {
       const json& list = require(node, "pretokenizers", "pre_tokenizer.pretokenizers");
       if (!list.is_array()) fail("pre_tokenizer.pretokenizers", "expected an array", list);
-      for (std::size_t k = 0; k < list.size(); ++k) steps.emplace_back(&list[k], "pre_tokenizer.pretokenizers[" + std::to_string(k) + "]");
+      for (std::size_t k = 0; k < list.size(); ++k) {
+        steps.emplace_back(&list[k], fmt::format("pre_tokenizer.pretokenizers[{}]", k));
+      }
     } else {
       steps.emplace_back(&node, "pre_tokenizer");
     }
@@ -343,7 +348,9 @@ class TokenizerLoader {
     if (type == "Sequence") {
       const json& list = require(node, "processors", field + ".processors");
       if (!list.is_array()) fail(field + ".processors", "expected an array", list);
-      for (std::size_t k = 0; k < list.size(); ++k) check_post_processor(list[k], field + ".processors[" + std::to_string(k) + "]");
+      for (std::size_t k = 0; k < list.size(); ++k) {
+        check_post_processor(list[k], fmt::format("{}.processors[{}]", field, k));
+      }
       return;
     }
     fail(field + ".type",
@@ -368,7 +375,7 @@ class TokenizerLoader {
     std::vector<std::string> normalized_contents;
     for (std::size_t k = 0; k < list.size(); ++k) {
       const json& t = list[k];
-      const std::string field = "added_tokens[" + std::to_string(k) + "]";
+      const std::string field = fmt::format("added_tokens[{}]", k);
       if (!t.is_object()) fail(field, "expected a JSON object", t);
       AddedToken token;
       const json& content = require(t, "content", field + ".content");
@@ -391,9 +398,10 @@ class TokenizerLoader {
       expected = data.model.vocab.find(token.content);
       if (expected < 0) expected = max_added < 0 ? model_size : (max_added >= model_size || model_size == 0 ? max_added + 1 : model_size);
       if (expected != token.id) {
-        fail(field + ".id", "Hugging Face tokenizers would give \"" + token.content + "\" the id " + std::to_string(expected) +
-                                " (the id of the same model token, else the next id after the vocabulary and the added tokens "
-                                "before it), but the file says " + std::to_string(token.id) + "; fix the file");
+        fail(field + ".id", fmt::format("Hugging Face tokenizers would give \"{}\" the id {} (the id of the same model "
+                                        "token, else the next id after the vocabulary and the added tokens before it), "
+                                        "but the file says {}; fix the file",
+                                        token.content, expected, token.id));
       }
       max_added = std::max(max_added, token.id);
       data.added_ids.insert(token.content, static_cast<std::int32_t>(token.id));

@@ -12,6 +12,7 @@
 #ifndef PCRE2_CODE_UNIT_WIDTH
 #define PCRE2_CODE_UNIT_WIDTH 8  // pcre2.h needs it; the PCRE2::PCRE2 target normally sets it
 #endif
+#include <fmt/format.h>
 #include <pcre2.h>
 
 #include <cstddef>
@@ -313,8 +314,8 @@ class Pcre2Regex {
     if (code == nullptr) {
       PCRE2_UCHAR message[256];
       pcre2_get_error_message(error_code, message, sizeof message);
-      throw Error(std::string(where) + ": invalid split pattern (PCRE2: " + reinterpret_cast<const char*>(message) +
-                  " at offset " + std::to_string(error_offset) + "); fix the pattern");
+      throw Error(fmt::format("{}: invalid split pattern (PCRE2: {} at offset {}); fix the pattern", where,
+                              reinterpret_cast<const char*>(message), error_offset));
     }
     code_.reset(code);
     std::uint32_t min_length = 0;

@@ -4,6 +4,7 @@
 // else together. This SAX handler streams those two straight into flat vectors and builds an
 // ordinary DOM for the rest.
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <cstddef>
@@ -130,8 +131,8 @@ class TokenizerJsonSax {
   }
   bool parse_error(std::size_t position, const std::string&, const nlohmann::detail::exception& e) {
     // nlohmann quotes the offending bytes, which may be invalid UTF-8: replace them.
-    throw Error(source_ + ": invalid JSON at byte " + std::to_string(position) + " (" + utf8::sanitize(e.what()) +
-                "); the file is damaged or truncated");
+    throw Error(fmt::format("{}: invalid JSON at byte {} ({}); the file is damaged or truncated", source_, position,
+                            utf8::sanitize(e.what())));
   }
 
  private:
@@ -184,8 +185,8 @@ class TokenizerJsonSax {
     throw Error(source_ + ": model.vocab[\"" + vocab_key_ + "\"]: expected an id in [0, 2^31), found " + found.dump());
   }
   [[noreturn]] void merge_error(const json& found) const {
-    throw Error(source_ + ": model.merges[" + std::to_string(tables_.merges.size()) +
-                "]: expected \"left right\" or [\"left\", \"right\"], found " + found.dump());
+    throw Error(fmt::format("{}: model.merges[{}]: expected \"left right\" or [\"left\", \"right\"], found {}", source_,
+                            tables_.merges.size(), found.dump()));
   }
   [[noreturn]] void table_error(const json& found) const {
     if (mode_ == Mode::vocab) vocab_error(found);
@@ -233,8 +234,8 @@ inline void extract_model_tables(const nlohmann::json& model, const std::string&
       const bool ok = m.is_string() ? split_merge_line(m.get_ref<const std::string&>(), pair)
                                     : (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string());
       if (!ok) {
-        throw Error(source + ": model.merges[" + std::to_string(tables.merges.size()) +
-                    "]: expected \"left right\" or [\"left\", \"right\"], found " + m.dump());
+        throw Error(fmt::format("{}: model.merges[{}]: expected \"left right\" or [\"left\", \"right\"], found {}",
+                                source, tables.merges.size(), m.dump()));
       }
       if (!m.is_string()) pair = {m[0].get<std::string>(), m[1].get<std::string>()};
       tables.merges.push_back(std::move(pair));

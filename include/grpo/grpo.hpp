@@ -17,6 +17,7 @@
 // the concepts in data-flow order: prompts -> samples -> rewards -> advantages -> loss
 #include "grpo/concepts/target.hpp"
 #include "grpo/concepts/policy.hpp"
+#include "grpo/concepts/trainer.hpp"
 #include "grpo/concepts/reward.hpp"
 #include "grpo/concepts/advantage.hpp"
 #include "grpo/concepts/loss.hpp"

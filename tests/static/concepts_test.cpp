@@ -5,6 +5,7 @@
 #include <grpo/concepts/policy.hpp>
 #include <grpo/concepts/reward.hpp>
 #include <grpo/concepts/target.hpp>
+#include <grpo/concepts/trainer.hpp>
 #include <grpo/customization_points.hpp>
 
 #include <array>
@@ -247,5 +248,21 @@ static_assert(!SourcedTargetPredictor<NamedPredictor>);
 static_assert(!SourcedTargetPredictor<SourcedWithoutSource>);
 static_assert(target_source(NamedPredictor{}) == "named");
 static_assert(target_source(archetypes::MinimalTargetPredictor{}) == "model", "the default source");
+
+
+// ---- TrainerParts: what grpo::Trainer needs, each near miss breaking one part ----
+struct TwoRewardAdvantage : archetypes::MinimalAdvantage {  // near miss: built for K = 2, the scorer has K = 1
+  static constexpr std::size_t num_rewards = 2;
+};
+using archetypes::MinimalAdvantage, archetypes::MinimalCheckpointablePolicy, archetypes::MinimalLoss,
+    archetypes::MinimalPolicy, archetypes::MinimalRewardTableScorer;
+static_assert(TrainerParts<MinimalCheckpointablePolicy, MinimalRewardTableScorer, MinimalAdvantage, MinimalLoss>);
+static_assert(check_trainer_parts<MinimalCheckpointablePolicy, MinimalRewardTableScorer, MinimalAdvantage, MinimalLoss>());
+static_assert(!TrainerParts<MinimalPolicy, MinimalRewardTableScorer, MinimalAdvantage, MinimalLoss>,
+              "a policy without checkpoints cannot be trained: train() saves them");
+static_assert(!TrainerParts<MinimalCheckpointablePolicy, archetypes::MinimalReward, MinimalAdvantage, MinimalLoss>,
+              "one reward is not a reward table");
+static_assert(!TrainerParts<MinimalCheckpointablePolicy, MinimalRewardTableScorer, TwoRewardAdvantage, MinimalLoss>);
+static_assert(!TrainerParts<MinimalCheckpointablePolicy, MinimalRewardTableScorer, MinimalAdvantage, MinimalAdvantage>);
 
 }  // namespace

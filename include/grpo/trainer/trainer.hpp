@@ -40,10 +40,7 @@
 #include <utility>
 #include <vector>
 
-#include "grpo/concepts/advantage.hpp"
-#include "grpo/concepts/loss.hpp"
-#include "grpo/concepts/policy.hpp"
-#include "grpo/concepts/reward.hpp"
+#include "grpo/concepts/trainer.hpp"
 #include "grpo/core/error.hpp"
 #include "grpo/core/reward_table.hpp"
 #include "grpo/distributed/agreement.hpp"
@@ -68,22 +65,7 @@ namespace grpo {
 
 template <class P, class Rewards, class Advantage, class Loss>
 class Trainer {
-  static_assert(Policy<P>, "grpo::Trainer<P, ...>: P must model grpo::Policy: generate(prompts, SamplingOptions) -> "
-                           "std::vector<Generation>, logprobs(TokenBatch, temperature) -> TokenLogprobs, parameters() -> "
-                           "std::vector<at::Tensor> (concepts/policy.hpp)");
-  static_assert(CheckpointablePolicy<P>, "grpo::Trainer<P, ...>: train() writes checkpoints and resume() reads them, so "
-                                         "P must also model grpo::CheckpointablePolicy: named_parameters() -> (name, "
-                                         "tensor) pairs and save_pretrained(dir) (concepts/policy.hpp)");
-  static_assert(RewardTableScorer<Rewards>, "grpo::Trainer<P, Rewards, ...>: Rewards must score a [K, N] table: a "
-                                            "grpo::RewardSet<Rs...> or a type with size, score(batch, table) and names() "
-                                            "(concepts/reward.hpp)");
-  static_assert(AdvantageEstimator<Advantage>, "grpo::Trainer<P, R, Advantage, ...>: Advantage must model "
-                                               "grpo::AdvantageEstimator: compute(rewards [K, N], group_size, out [N]) "
-                                               "(concepts/advantage.hpp)");
-  static_assert(AdvantageEstimatorFor<Advantage, Rewards::size>, "grpo::Trainer: the advantage estimator is built for "
-                                                                 "another number of rewards than the reward set has");
-  static_assert(PolicyLoss<Loss>, "grpo::Trainer<P, R, A, Loss>: Loss must model grpo::PolicyLoss: "
-                                  "loss(PolicyLossInputs, LossNormalizer) -> PolicyLossOutput (concepts/loss.hpp)");
+  static_assert(check_trainer_parts<P, Rewards, Advantage, Loss>());  // a sentence per unmet requirement
 
  public:
   static constexpr std::size_t num_rewards = Rewards::size;

@@ -169,3 +169,26 @@ TEST_CASE("staged directory: abandoned stages vanish; a file in the way is an er
   REQUIRE_THROWS_WITH(grpo::io::publish_directory(folder / "missing", folder / "x"),
                       Contains("missing: expected a staging folder") && Contains("found nothing"));
 }
+
+TEST_CASE("leftovers of killed writers: staging folders and temporaries go, .old- folders and others stay",
+          "[io][atomic]") {
+  ScratchFolder folder;
+  namespace fs = std::filesystem;
+  fs::create_directories(folder / ".step-000004.staging-a1b2c3" / "policy");  // a checkpoint cut short
+  write_bytes(folder / ".step-000004.staging-a1b2c3" / "policy" / "model.safetensors", "partial");
+  write_bytes(folder / ".latest.tmp-x9", "step-0000");                          // a pointer cut short
+  fs::create_directories(folder / ".step-000002.old-q7");  // may hold the only copy of step-000002: kept
+  fs::create_directories(folder / "step-000003");
+  write_bytes(folder / ".hidden", "not ours");
+  write_bytes(folder / "latest", "step-000003\n");
+  CHECK(grpo::io::remove_write_leftovers(folder / "missing") == 0);
+  CHECK(grpo::io::remove_write_leftovers(folder.path(), "policy.") == 0);  // another target's leftovers only
+  CHECK(grpo::io::remove_write_leftovers(folder.path()) == 2);
+  CHECK(folder.entries() == std::vector<std::string>{".hidden", ".step-000002.old-q7", "latest", "step-000003"});
+
+  // A target's own leftovers, by name: ".out.staging-*" of folder "out", not those of "out2".
+  fs::create_directories(folder / ".out.staging-1");
+  fs::create_directories(folder / ".out2.staging-1");
+  CHECK(grpo::io::remove_write_leftovers(folder.path(), "out.") == 1);
+  CHECK(fs::exists(folder / ".out2.staging-1"));
+}

@@ -175,8 +175,13 @@ def test_convert_reward_model_keeps_the_scores(tmp_path):
     from transformers import AutoModelForSequenceClassification
 
     out = tmp_path / "reward"
+    # An earlier convert into the same folder that a kill cut short left its staging folder.
+    (tmp_path / ".reward.staging-k1ll3d").mkdir()
+    (tmp_path / ".reward.staging-k1ll3d" / "model.safetensors").write_bytes(b"partial")
+    (tmp_path / ".reward2.staging-other").mkdir()  # another folder's: not ours to remove
     result = run(["convert", "--model", str(FIXTURES / "reward"), "--out", str(out)], b"")
     assert result.returncode == 0, result.stderr.decode()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".reward2.staging-other", "reward"]
     original = AutoModelForSequenceClassification.from_pretrained(FIXTURES / "reward")
     converted = AutoModelForSequenceClassification.from_pretrained(out)
     ids = torch.tensor([[5, 6, 7, 0, 0], [8, 9, 10, 11, 12]])

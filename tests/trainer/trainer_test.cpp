@@ -456,3 +456,20 @@ TEST_CASE("a reward's per-sample metrics are reported as their step mean; a rewa
   for (const char* key : {"a_letters_mean", "answer_words_mean", "well_formed_fraction", "repetition_mean"})
     CHECK_FALSE(plain_row.contains(key));
 }
+
+TEST_CASE("a checkpoint a kill cut short leaves no staging folder once the run trains again", "[trainer]") {
+  const auto out = scratch("leftovers");
+  auto options = toy_options(out);
+  options.steps = 1;
+  fs::create_directories(out / "checkpoints" / ".step-000007.staging-k1ll3d" / "policy");  // what SIGKILL leaves
+  std::ofstream(out / "checkpoints" / ".step-000007.staging-k1ll3d" / "policy" / "theta.bin") << "partial";
+  ToyPolicy policy;
+  grpo::Trainer trainer(policy, grpo::RewardSet{share_of_a}, grpo::GroupNormalized{}, grpo::ClippedSurrogateLoss{},
+                        toy_prompts(), options);
+  trainer.train();
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(out / "checkpoints")) names.push_back(entry.path().filename().string());
+  std::sort(names.begin(), names.end());
+  CHECK(names == std::vector<std::string>{"latest", "step-000001"});
+  fs::remove_all(out);
+}

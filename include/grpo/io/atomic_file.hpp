@@ -30,6 +30,7 @@
 #include <random>
 #include <string>
 #include <string_view>
+#include <vector>
 #include <system_error>
 #include <type_traits>
 #include <utility>
@@ -312,6 +313,30 @@ inline void publish_directory(const std::filesystem::path& staging, const std::f
 ///     stage.publish();   // runs/x/checkpoint-000100 now holds all of it, or (crash) the old one
 ///
 /// Destroying an unpublished StagedDirectory deletes the staging folder.
+/// Removes what writers killed mid-write left in `dir`: entries ".<name>.tmp-<random>" and
+/// ".<name>.staging-<random>" whose <name> starts with `name_prefix` (all of them for ""). Only
+/// when no writer is running there (the trainer calls it on rank 0 before its first checkpoint
+/// and after each one). ".old-" folders are kept: one may hold the only copy of a folder whose
+/// swap was cut short. Returns how many entries were removed; a missing `dir` removes none.
+inline std::size_t remove_write_leftovers(const std::filesystem::path& dir, std::string_view name_prefix = "") {
+  std::error_code ec;
+  std::size_t removed = 0;
+  std::vector<std::filesystem::path> found;
+  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.size() < 2 || name[0] != '.' || name.compare(1, name_prefix.size(), name_prefix) != 0) continue;
+    // ".<target>.tmp-<random>" / ".<target>.staging-<random>" with a non-empty target
+    const auto tmp = name.rfind(".tmp-"), staging = name.rfind(".staging-");
+    if ((tmp != std::string::npos && tmp >= 2) || (staging != std::string::npos && staging >= 2)) found.push_back(it->path());
+  }
+  for (const auto& path : found) {
+    std::filesystem::remove_all(path, ec);
+    if (ec) throw Error(fmt::format("{}: cannot remove what an interrupted write left: {}", path.string(), ec.message()));
+    ++removed;
+  }
+  return removed;
+}
+
 class StagedDirectory {
  public:
   /// Creates the parent folders of `final_path` if needed, then the empty staging folder

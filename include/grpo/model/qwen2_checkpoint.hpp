@@ -118,6 +118,9 @@ inline void save_checkpoint(torch::nn::Module& module, Qwen2Config config, const
     dtype = item.value().scalar_type();
   }
   config.torch_dtype = dtype_name(dtype);
+  // An earlier write of this folder that a kill interrupted left its staging folder behind.
+  const auto name = folder.filename().empty() ? folder.parent_path().filename() : folder.filename();
+  io::remove_write_leftovers(io::detail::parent_folder(folder), name.string() + ".");
   io::StagedDirectory stage(folder);
   save_qwen2_config(config, stage.path());
   io::save_sharded_safetensors(stage.path(), tensors, io::ShardOptions{.max_shard_bytes = options.max_shard_bytes});

@@ -186,6 +186,7 @@ std::filesystem::path save_checkpoint(const std::filesystem::path& dir, P& polic
   io::write_file_atomically(stage.path() / "trainer_state.json", detail::to_json(state).dump(2) + "\n");
   stage.publish();
   io::write_file_atomically(dir / "latest", name + "\n");
+  io::remove_write_leftovers(dir);  // staging folders of writes a kill interrupted: a checkpoint's worth of disk each
   if (keep > 0) {
     std::vector<fs::path> found;
     for (const auto& entry : fs::directory_iterator(dir))

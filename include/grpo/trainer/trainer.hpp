@@ -293,7 +293,10 @@ class Trainer {
   /// Runs until options().steps, writing metrics, samples, progress and checkpoints.
   void train() {
     const bool main = rank() == 0;  // rank 0 writes; the others only compute
-    if (main) std::filesystem::create_directories(options_.output_dir);
+    if (main) {
+      std::filesystem::create_directories(options_.output_dir);
+      io::remove_write_leftovers(options_.output_dir / "checkpoints");  // a killed run's unfinished checkpoint
+    }
     RunLog log = main ? RunLog(options_.output_dir, step_) : RunLog();
     ProgressLine progress(step_, options_.steps, main ? options_.reporter : nullptr);
     while (step_ < options_.steps) {

@@ -320,7 +320,6 @@ inline void publish_directory(const std::filesystem::path& staging, const std::f
 /// swap was cut short. Returns how many entries were removed; a missing `dir` removes none.
 inline std::size_t remove_write_leftovers(const std::filesystem::path& dir, std::string_view name_prefix = "") {
   std::error_code ec;
-  std::size_t removed = 0;
   std::vector<std::filesystem::path> found;
   for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
@@ -332,9 +331,8 @@ inline std::size_t remove_write_leftovers(const std::filesystem::path& dir, std:
   for (const auto& path : found) {
     std::filesystem::remove_all(path, ec);
     if (ec) throw Error(fmt::format("{}: cannot remove what an interrupted write left: {}", path.string(), ec.message()));
-    ++removed;
   }
-  return removed;
+  return found.size();
 }
 
 class StagedDirectory {

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "grpo/core/reward_table.hpp"
@@ -19,12 +20,11 @@
 namespace grpo {
 
 /// Indices of the groups (of `group_size` contiguous advantages) that are not all 0.
-inline std::vector<std::size_t> groups_with_signal(const std::vector<float>& adv, std::size_t group_size) {
+inline std::vector<std::size_t> groups_with_signal(std::span<const float> adv, std::size_t group_size) {
   std::vector<std::size_t> out;
   for (std::size_t g = 0; g * group_size < adv.size(); ++g) {
-    const auto begin = adv.begin() + static_cast<std::ptrdiff_t>(g * group_size);
-    if (!std::all_of(begin, begin + static_cast<std::ptrdiff_t>(group_size), [](float a) { return a == 0.0f; }))
-      out.push_back(g);
+    const auto group = adv.subspan(g * group_size, group_size);
+    if (!std::all_of(group.begin(), group.end(), [](float a) { return a == 0.0f; })) out.push_back(g);
   }
   return out;
 }

@@ -53,7 +53,7 @@ inline std::vector<nlohmann::json> completion_rows(const Rollout& r, const Rewar
                       {"prompt", r.prompts[g].prompt},
                       {"target", {r.prompts[g].target.lower, r.prompts[g].target.upper}},
                       {"completion", gen.text},
-                      {"finish_reason", gen.finish_reason == FinishReason::stop ? "stop" : "length"},
+                      {"finish_reason", enum_name(finish_reason_names, gen.finish_reason)},
                       {"completion_tokens", gen.ids.size()},
                       {"rewards", rewards},
                       {"advantage", adv[i]}});
@@ -62,25 +62,33 @@ inline std::vector<nlohmann::json> completion_rows(const Rollout& r, const Rewar
   return rows;
 }
 
-/// Every rank's rows (each rank calls it), on rank 0 in global group order; empty elsewhere.
-inline std::vector<std::string> gather_completion_rows(const std::vector<nlohmann::json>& rows, Communicator* comm) {
+/// A completions-table row as written to samples.jsonl (`line`, no newline) and parsed (`row`).
+struct CompletionRow {
+  std::string line;
+  nlohmann::json row;
+};
+
+/// Every rank's rows (each rank calls it), on rank 0 in global group order; empty elsewhere. Rows
+/// travel between ranks as text and are parsed once on rank 0 (for their group and the markdown).
+inline std::vector<CompletionRow> gather_completion_rows(const std::vector<nlohmann::json>& rows, Communicator* comm) {
   std::string lines;
   for (const auto& row : rows) lines += row.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + '\n';
   const std::vector<std::string> ranks = comm != nullptr ? all_gather(*comm, lines) : std::vector<std::string>{lines};
   if (comm != nullptr && comm->rank() != 0) return {};
-  std::vector<std::pair<std::int64_t, std::string>> all;
+  std::vector<CompletionRow> all;
   for (const auto& text : ranks) {
     std::size_t begin = 0;
     for (std::size_t end; (end = text.find('\n', begin)) != std::string::npos; begin = end + 1) {
       std::string line = text.substr(begin, end - begin);
-      all.emplace_back(nlohmann::json::parse(line)["group"].get<std::int64_t>(), std::move(line));
+      nlohmann::json row = nlohmann::json::parse(line);
+      all.push_back({std::move(line), std::move(row)});
     }
   }
   // A rank's groups need not be contiguous in the global order.
-  std::stable_sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-  std::vector<std::string> out;
-  for (auto& [group, line] : all) out.push_back(std::move(line));
-  return out;
+  std::stable_sort(all.begin(), all.end(), [](const CompletionRow& a, const CompletionRow& b) {
+    return a.row["group"].get<std::int64_t>() < b.row["group"].get<std::int64_t>();
+  });
+  return all;
 }
 
 class RunLog {
@@ -106,12 +114,11 @@ class RunLog {
   /// The completions table of step `step` (rows in global order, as gather_completion_rows gives
   /// them): appended to samples.jsonl, and as one markdown table under the TensorBoard text tag
   /// "completions".
-  void write_samples(std::int64_t step, std::span<const std::string> rows) {
+  void write_samples(std::int64_t step, std::span<const CompletionRow> rows) {
     if (!active_) return;
     std::string table = "| group | advantage | rewards | finish | completion |\n|---|---|---|---|---|\n";
-    for (const auto& line : rows) {
+    for (const auto& [line, row] : rows) {
       samples_.write_line(line);
-      const auto row = nlohmann::json::parse(line);
       std::string rewards;
       for (const auto& [name, value] : row["rewards"].items()) rewards += fmt::format("{}{} {:.3f}", rewards.empty() ? "" : ", ", name, value.get<double>());
       table += fmt::format("| {} | {:.3f} | {} | {} | {} |\n", row["group"].get<std::int64_t>(), row["advantage"].get<double>(),

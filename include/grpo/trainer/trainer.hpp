@@ -183,8 +183,7 @@ class Trainer {
                                           std::int64_t* zero_signal_groups = nullptr) const {
     std::vector<std::size_t> selected;
     const auto G = static_cast<std::size_t>(r.group_size);
-    const std::vector<float> all(adv.begin(), adv.end());
-    const auto signal = groups_with_signal(all, G);
+    const auto signal = groups_with_signal(adv, G);
     std::vector<bool> has_signal(r.prompts.size(), false);
     for (std::size_t g : signal) has_signal[g] = true;
     for (std::size_t g = 0; g < r.prompts.size(); ++g) {

@@ -20,6 +20,16 @@ namespace lwz {
 
 using json = nlohmann::json;
 
+/// The values an integer key of a config accepts, unless its reader says otherwise: counts and
+/// sizes (steps, epochs, batch sizes, group size, token budgets such as max_new_tokens) in
+/// [0, 2^20 = 1,048,576]. Far above any real run (the paper: 14,000 new tokens, G = 32), low
+/// enough that a product of three of them fits in int64 and no allocation they size is absurd
+/// before the run starts. Wider ranges are explicit (seed: [0, 2^63 - 1]).
+struct IntegerRange {
+  std::int64_t min = 0;                    ///< smallest accepted; default 0
+  std::int64_t max = std::int64_t{1} << 20;  ///< largest accepted; default 2^20
+};
+
 /// A loaded configuration: the JSON (overrides applied) and the folder relative paths start from.
 struct Config {
   json root;
@@ -27,8 +37,10 @@ struct Config {
   std::string source;              ///< the config file, for messages
 };
 
-/// Finds NAME (a path, NAME.json, or examples/configs/NAME.json), parses it and applies the
-/// `key.path=value` overrides (value parsed as JSON, else taken as a string).
+/// Finds NAME (a path, NAME.json, or examples/configs/NAME.json), parses it (JSON with // and /* */
+/// comments, grpo::io::parse_json's checks: errors name the file and the line) and applies the
+/// `key.path=value` overrides (value parsed as JSON, else taken as a string; a key or value that is
+/// not valid UTF-8 is an error naming the key).
 Config load_config(const std::string& name, const std::vector<std::string>& overrides);
 
 /// A view of one JSON object of the config that records which keys were read; finish() rejects
@@ -38,7 +50,11 @@ class Section {
   Section(const json* object, std::string path, const Config* config);
 
   bool has(const std::string& key) const;
-  std::int64_t integer(const std::string& key, std::int64_t fallback);
+  /// An integer in `range` (a float such as 1e9, a fraction or a value outside it is an error
+  /// naming the key); `fallback` when absent or null.
+  std::int64_t integer(const std::string& key, std::int64_t fallback, IntegerRange range = {});
+  /// The same, nullopt when absent or null.
+  std::optional<std::int64_t> optional_integer(const std::string& key, IntegerRange range = {});
   double number(const std::string& key, double fallback);
   bool boolean(const std::string& key, bool fallback);
   std::string string(const std::string& key, const std::string& fallback);

@@ -438,7 +438,7 @@ TEST_CASE("safetensors: an index that disagrees with its shards is rejected", "[
     write_bytes(ckpt / "model.safetensors.index.json", "{\"weight_map\": 3}");
     REQUIRE_THROWS_WITH(SafetensorsCheckpoint::open(ckpt), Contains("expected an object field \"weight_map\""));
     write_bytes(ckpt / "model.safetensors.index.json", "{\"weight_map\": {");
-    REQUIRE_THROWS_WITH(SafetensorsCheckpoint::open(ckpt), Contains("model.safetensors.index.json: not valid JSON"));
+    REQUIRE_THROWS_WITH(SafetensorsCheckpoint::open(ckpt), Contains("model.safetensors.index.json:1: invalid JSON at column"));
   }
   SECTION("a folder without weights, a missing path") {
     write_bytes(folder / "pytorch_model.bin", "x");

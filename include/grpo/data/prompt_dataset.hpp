@@ -26,6 +26,7 @@
 
 #include "grpo/core/error.hpp"
 #include "grpo/core/sample.hpp"
+#include "grpo/io/json.hpp"
 #include "grpo/io/jsonl.hpp"
 #include "grpo/text/targets.hpp"
 
@@ -38,6 +39,10 @@ struct PromptRecord {
   std::string target_source;  ///< "file", "rule" or "default"
 };
 
+/// The largest word count a prompt file's "lower"/"upper" may give (the bound extract_length_target
+/// applies to requirements in the text too): far above any real target, far below an overflow.
+inline constexpr std::int64_t max_target_words = 1'000'000'000;
+
 /// The target range a prompt row gives itself, as "lower"/"upper" or "target": {"lower", "upper"};
 /// nullopt when it gives none. Bad values throw an error naming `source` and `line`.
 inline std::optional<WordRange> target_fields(const io::json& row, const std::string& source, std::size_t line) {
@@ -46,12 +51,13 @@ inline std::optional<WordRange> target_fields(const io::json& row, const std::st
   if (!range->is_object() || !range->contains("lower") || !range->contains("upper")) return std::nullopt;
   const auto& lo = (*range)["lower"];
   const auto& hi = (*range)["upper"];
-  if (!lo.is_number_integer() || !hi.is_number_integer() || lo.get<std::int64_t>() < 0 ||
-      lo.get<std::int64_t>() > hi.get<std::int64_t>()) {
-    throw Error(fmt::format("{}:{}: \"lower\"/\"upper\" must be integers with 0 <= lower <= upper, found {}, {}",
-                            source, line, lo.dump(), hi.dump()));
+  const auto lower = io::json_integer(lo, 0, max_target_words);
+  const auto upper = io::json_integer(hi, 0, max_target_words);
+  if (!lower || !upper || *lower > *upper) {
+    throw Error(fmt::format("{}:{}: \"lower\"/\"upper\" must be integers with 0 <= lower <= upper <= {}, found {}, {}",
+                            source, line, max_target_words, io::quote_json(lo), io::quote_json(hi)));
   }
-  return WordRange{lo.get<std::int64_t>(), hi.get<std::int64_t>()};
+  return WordRange{*lower, *upper};
 }
 
 class PromptDataset {

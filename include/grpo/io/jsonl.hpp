@@ -13,20 +13,18 @@
 #include <vector>
 
 #include "grpo/core/error.hpp"
+#include "grpo/io/json.hpp"
 
 namespace grpo::io {
 
 using json = nlohmann::json;
 
-/// Parses one JSONL line into an object. `source` and `line` only shape the error message:
-/// "prompts.jsonl:17: invalid JSON: <parser message>" or "...: expected a JSON object, found an array".
-inline json parse_jsonl_line(std::string_view text, std::string_view source, std::size_t line) {
-  json value;
-  try {
-    value = json::parse(text);
-  } catch (const json::parse_error& e) {
-    throw Error(fmt::format("{}:{}: invalid JSON: {}", source, line, e.what()));
-  }
+/// Parses one JSONL line into an object (nlohmann::json, or ordered_json to keep the field order)
+/// with parse_json's checks (io/json.hpp). `source` and `line` only shape the error message:
+/// "prompts.jsonl:17: invalid JSON at column 5: <reason>" or "...: expected a JSON object, found array".
+template <class Json = json>
+Json parse_jsonl_line(std::string_view text, std::string_view source, std::size_t line) {
+  Json value = parse_json<Json>(text, source, {.first_line = line});
   if (!value.is_object()) {
     throw Error(fmt::format("{}:{}: expected a JSON object, found {}", source, line, value.type_name()));
   }

@@ -12,8 +12,9 @@
 // stricter where the reference would let a lying file through:
 //   - N <= 100,000,000 (the reference's MAX_HEADER_SIZE) and 8 + N <= file size;
 //   - the header is a JSON object (leading/trailing whitespace allowed, as the reference pads
-//     with spaces); nesting deeper than the format needs, or a shape of rank > 64, is rejected
-//     before it can cost memory;
+//     with spaces; a NUL byte or any other byte after the object is an error, as in the
+//     reference), parsed by io::parse_json's rules (io/json.hpp); nesting deeper than the format
+//     needs, or a shape of rank > 64, is rejected before it can cost memory;
 //   - dtype is a known name; shape entries are integers in [0, 2^63); the product of the non-zero
 //     sizes fits in int64 (torch's limit, checked even for empty tensors) and numel * itemsize in
 //     uint64; end - begin == numel * itemsize;
@@ -45,6 +46,7 @@
 #include <vector>
 
 #include "grpo/core/error.hpp"
+#include "grpo/io/json.hpp"
 
 namespace grpo::io {
 
@@ -152,13 +154,6 @@ inline std::string shape_text(std::span<const std::int64_t> shape) {
   return text + "]";
 }
 
-/// A JSON value's text for error messages, cut short.
-inline std::string json_excerpt(const nlohmann::json& value) {
-  std::string text = value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  if (text.size() > 60) text = text.substr(0, 57) + "...";
-  return text;
-}
-
 struct HeaderShapeError {
   std::string message;
 };
@@ -185,7 +180,7 @@ inline nlohmann::json parse_header_json(std::string_view text, const std::string
         break;
       case event_t::key:
         if (d < 3 && !keys_at[d].insert(parsed.get<std::string>()).second) {
-          throw HeaderShapeError{"duplicate key \"" + parsed.get<std::string>() + "\"" +
+          throw HeaderShapeError{"duplicate key " + quote_json(parsed) +
                                  (d == 1 ? "" : " inside an entry") + " (the file is ambiguous; re-export it)"};
         }
         break;
@@ -200,19 +195,20 @@ inline nlohmann::json parse_header_json(std::string_view text, const std::string
     }
     return true;
   };
+  nlohmann::json header;
+  std::optional<JsonFailure> failure;
   try {
-    return nlohmann::json::parse(text.begin(), text.end(), callback, /*allow_exceptions=*/true,
-                                 /*ignore_comments=*/false);
+    failure = try_parse_json(text, header, {}, callback);
   } catch (const HeaderShapeError& e) {
     throw Error(where + ": bad header: " + e.message);
-  } catch (const nlohmann::json::exception& e) {
-    // The parser quotes the bytes it choked on, which may be anything: keep the message ASCII.
-    std::string reason = e.what();
-    for (auto& c : reason) {
-      if (static_cast<unsigned char>(c) >= 0x80) c = '?';
-    }
-    throw Error(where + ": header is not valid JSON (" + reason + "); the file is truncated or not a safetensors file");
   }
+  if (failure) {
+    // No NUL padding, nothing after the object: the reference implementation refuses both.
+    throw Error(fmt::format("{}: header is not valid JSON (at byte {} of the header: {}); the file is truncated or "
+                            "not a safetensors file",
+                            where, failure->offset, failure->reason));
+  }
+  return header;
 }
 
 inline std::string tensor_where(const std::string& source, std::string_view name) {
@@ -223,7 +219,7 @@ inline std::uint64_t require_unsigned(const nlohmann::json& value, const std::st
                                       std::uint64_t max) {
   if (!value.is_number_unsigned() || value.get<std::uint64_t>() > max) {
     throw Error(
-        fmt::format("{}: {}: expected an integer in [0, {}], found {}", where, field, max, json_excerpt(value)));
+        fmt::format("{}: {}: expected an integer in [0, {}], found {}", where, field, max, quote_json(value)));
   }
   return value.get<std::uint64_t>();
 }
@@ -231,7 +227,7 @@ inline std::uint64_t require_unsigned(const nlohmann::json& value, const std::st
 inline SafetensorsTensorInfo parse_tensor_entry(const std::string& name, const nlohmann::json& entry,
                                                 const std::string& source) {
   const std::string where = tensor_where(source, name);
-  if (!entry.is_object()) throw Error(where + ": expected an object {dtype, shape, data_offsets}, found " + json_excerpt(entry));
+  if (!entry.is_object()) throw Error(where + ": expected an object {dtype, shape, data_offsets}, found " + quote_json(entry));
   for (const auto& [key, value] : entry.items()) {
     if (key != "dtype" && key != "shape" && key != "data_offsets") {
       throw Error(where + ": unknown field \"" + key + "\" (expected only dtype, shape, data_offsets)");
@@ -243,7 +239,7 @@ inline SafetensorsTensorInfo parse_tensor_entry(const std::string& name, const n
   auto dtype = entry.find("dtype");
   if (dtype == entry.end() || !dtype->is_string()) {
     throw Error(where + ": expected a string field \"dtype\", found " +
-                (dtype == entry.end() ? std::string("none") : json_excerpt(*dtype)));
+                (dtype == entry.end() ? std::string("none") : quote_json(*dtype)));
   }
   const auto& dtype_text = dtype->get_ref<const std::string&>();
   auto parsed = parse_dtype_name(dtype_text);
@@ -261,7 +257,7 @@ inline SafetensorsTensorInfo parse_tensor_entry(const std::string& name, const n
   auto shape = entry.find("shape");
   if (shape == entry.end() || !shape->is_array()) {
     throw Error(where + ": expected an array field \"shape\", found " +
-                (shape == entry.end() ? std::string("none") : json_excerpt(*shape)));
+                (shape == entry.end() ? std::string("none") : quote_json(*shape)));
   }
   if (shape->size() > max_safetensors_rank) {
     throw Error(fmt::format("{}: shape has {} dimensions, at most {} are supported", where, shape->size(),
@@ -293,7 +289,7 @@ inline SafetensorsTensorInfo parse_tensor_entry(const std::string& name, const n
   auto offsets = entry.find("data_offsets");
   if (offsets == entry.end() || !offsets->is_array() || offsets->size() != 2) {
     throw Error(where + ": expected a field \"data_offsets\": [begin, end], found " +
-                (offsets == entry.end() ? std::string("none") : json_excerpt(*offsets)));
+                (offsets == entry.end() ? std::string("none") : quote_json(*offsets)));
   }
   info.data_begin = require_unsigned((*offsets)[0], where, "data_offsets", std::numeric_limits<std::uint64_t>::max());
   info.data_end = require_unsigned((*offsets)[1], where, "data_offsets", std::numeric_limits<std::uint64_t>::max());
@@ -352,12 +348,12 @@ inline SafetensorsHeader parse_safetensors_header(std::span<const std::byte> fil
     if (key == "__metadata__") {
       if (value.is_null()) continue;
       if (!value.is_object()) {
-        throw Error(src + ": \"__metadata__\" must be an object of strings, found " + detail::json_excerpt(value));
+        throw Error(src + ": \"__metadata__\" must be an object of strings, found " + quote_json(value));
       }
       for (const auto& [mkey, mvalue] : value.items()) {
         if (!mvalue.is_string()) {
           throw Error(src + ": \"__metadata__\" entry \"" + mkey + "\" must be a string, found " +
-                      detail::json_excerpt(mvalue));
+                      quote_json(mvalue));
         }
         header.metadata.emplace(mkey, mvalue.get<std::string>());
       }

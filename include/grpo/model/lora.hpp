@@ -264,8 +264,8 @@ inline void save_lora_adapter(torch::nn::Module& module, const std::filesystem::
 inline LoraOptions load_lora_config(const std::filesystem::path& folder) {
   const auto path = folder / "adapter_config.json";
   if (!std::filesystem::exists(path)) throw Error(path.string() + ": not found (expected a PEFT LoRA adapter folder)");
-  const auto root = nlohmann::json::parse(io::detail::read_small_text_file(path, 1 << 20), nullptr, false);
-  if (root.is_discarded() || !root.is_object()) throw Error(path.string() + ": invalid JSON (expected an object)");
+  const auto root = io::read_json_file(path, 1 << 20);
+  if (!root.is_object()) throw Error(path.string() + ": expected a JSON object, found " + io::quote_json(root));
   const auto where = path.string();
   auto field = [&](const char* key) -> const nlohmann::json* {
     auto it = root.find(key);
@@ -274,12 +274,12 @@ inline LoraOptions load_lora_config(const std::filesystem::path& folder) {
   auto refuse_unless = [&](const char* key, auto&& acceptable) {
     const auto* value = field(key);
     if (value != nullptr && !acceptable(*value)) {
-      throw Error(where + ": " + key + " = " + value->dump() + " is not supported (grpo's LoRA has no such setting)");
+      throw Error(where + ": " + key + " = " + io::quote_json(*value) + " is not supported (grpo's LoRA has no such setting)");
     }
   };
   const auto* type = field("peft_type");
   if (type == nullptr || !type->is_string() || type->get<std::string>() != "LORA") {
-    throw Error(where + ": peft_type: expected \"LORA\"" + (type ? ", found " + type->dump() : std::string(", missing")));
+    throw Error(where + ": peft_type: expected \"LORA\"" + (type ? ", found " + io::quote_json(*type) : std::string(", missing")));
   }
   LoraOptions options;
   try {
@@ -296,16 +296,16 @@ inline LoraOptions load_lora_config(const std::filesystem::path& folder) {
       options.target_modules = detail::lora_target_names();
     } else if (targets == nullptr || !targets->is_array()) {
       throw Error(where + ": target_modules: expected a list of projection names or \"all-linear\"" +
-                  (targets ? ", found " + targets->dump() + " (a regular expression is not supported)" : std::string()));
+                  (targets ? ", found " + io::quote_json(*targets) + " (a regular expression is not supported)" : std::string()));
     } else {
       options.target_modules.clear();
       for (const auto& t : *targets) {
-        if (!t.is_string()) throw Error(where + ": target_modules: expected strings, found " + t.dump());
+        if (!t.is_string()) throw Error(where + ": target_modules: expected strings, found " + io::quote_json(t));
         options.target_modules.push_back(t.get<std::string>());
       }
     }
     if (const auto* rs = field("use_rslora")) {
-      if (!rs->is_boolean()) throw Error(where + ": use_rslora: expected true or false, found " + rs->dump());
+      if (!rs->is_boolean()) throw Error(where + ": use_rslora: expected true or false, found " + io::quote_json(*rs));
       options.use_rslora = rs->get<bool>();
     }
   } catch (const nlohmann::json::exception& e) {

@@ -46,6 +46,7 @@
 #include <vector>
 
 #include "grpo/core/error.hpp"
+#include "grpo/io/json.hpp"
 #include "grpo/text/utf8.hpp"
 #include "grpo/tokenizer/detail/added_vocabulary.hpp"
 #include "grpo/tokenizer/detail/bpe.hpp"
@@ -135,8 +136,7 @@ class TokenizerLoader {
 
  private:
   [[noreturn]] void fail(std::string_view field, std::string_view expected, const json& found) const {
-    std::string shown = found.is_discarded() ? std::string("nothing") : found.dump();
-    if (shown.size() > 120) shown = shown.substr(0, 117) + "...";
+    const std::string shown = found.is_discarded() ? std::string("nothing") : io::quote_json(found);
     throw Error(source_ + ": " + (field.empty() ? std::string() : std::string(field) + ": ") + std::string(expected) +
                 ", found " + shown);
   }
@@ -495,7 +495,7 @@ class Tokenizer {
     nlohmann::json config;
     const std::filesystem::path config_path = file.parent_path() / "tokenizer_config.json";
     if (std::filesystem::is_regular_file(config_path, ec)) {
-      config = parse_json(read_file(config_path), config_path.string());
+      config = io::parse_json(read_file(config_path), config_path.string());
     }
     return from_string(text, file.string(), config);
   }
@@ -707,14 +707,6 @@ class Tokenizer {
     in.seekg(0);
     if (!in.read(text.data(), size)) throw Error(path.string() + ": read error (the file changed or is unreadable)");
     return text;
-  }
-
-  static nlohmann::json parse_json(const std::string& text, const std::string& source) {
-    try {
-      return nlohmann::json::parse(text);
-    } catch (const nlohmann::json::parse_error& e) {
-      throw Error(source + ": invalid JSON (" + utf8::sanitize(e.what()) + "); the file is damaged or truncated");
-    }
   }
 
   std::shared_ptr<const tokenizer_detail::TokenizerData> data_;

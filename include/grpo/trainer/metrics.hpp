@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -17,6 +18,8 @@
 
 #include "grpo/core/error.hpp"
 #include "grpo/core/reporter.hpp"
+#include "grpo/io/atomic_file.hpp"
+#include "grpo/io/json.hpp"
 
 namespace grpo {
 
@@ -52,15 +55,16 @@ class MetricsWriter {
     std::vector<std::string> keep;
     std::string line;
     while (std::getline(in, line)) {
-      auto row = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-      if (row.is_object() && row.contains("step") && row["step"].is_number() &&
-          row["step"].get<std::int64_t>() <= resume_step) {
-        keep.push_back(line);
-      }
+      // A row that does not parse (a line cut by a kill) or has no integer step is dropped.
+      nlohmann::json row;
+      if (io::try_parse_json(line, row) || !row.is_object() || !row.contains("step")) continue;
+      const auto step = io::json_integer(row["step"], 0, std::numeric_limits<std::int64_t>::max());
+      if (step && *step <= resume_step) keep.push_back(line);
     }
     in.close();
-    std::ofstream out(path_, std::ios::trunc);
-    for (const auto& kept : keep) out << kept << '\n';
+    std::string text;
+    for (const auto& kept : keep) (text += kept) += '\n';
+    io::write_file_atomically(path_, text);  // checked, and a kill here leaves the old file whole
   }
 
   std::filesystem::path path_;

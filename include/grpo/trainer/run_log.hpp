@@ -26,6 +26,7 @@
 #include "grpo/core/generation.hpp"
 #include "grpo/core/reward_table.hpp"
 #include "grpo/distributed/communicator.hpp"
+#include "grpo/io/json.hpp"
 #include "grpo/io/tensorboard.hpp"
 #include "grpo/trainer/metrics.hpp"
 #include "grpo/trainer/rollout.hpp"
@@ -80,7 +81,7 @@ inline std::vector<CompletionRow> gather_completion_rows(const std::vector<nlohm
     std::size_t begin = 0;
     for (std::size_t end; (end = text.find('\n', begin)) != std::string::npos; begin = end + 1) {
       std::string line = text.substr(begin, end - begin);
-      nlohmann::json row = nlohmann::json::parse(line);
+      nlohmann::json row = io::parse_json(line, "completion rows");
       all.push_back({std::move(line), std::move(row)});
     }
   }

@@ -9,13 +9,14 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
 #include "grpo/core/error.hpp"
-#include "grpo/text/utf8.hpp"
+#include "grpo/io/json.hpp"
 
 namespace grpo::tokenizer_detail {
 
@@ -130,10 +131,12 @@ class TokenizerJsonSax {
     return true;
   }
   bool parse_error(std::size_t position, const std::string&, const nlohmann::detail::exception& e) {
-    // nlohmann quotes the offending bytes, which may be invalid UTF-8: replace them.
-    throw Error(fmt::format("{}: invalid JSON at byte {} ({}); the file is damaged or truncated", source_, position,
-                            utf8::sanitize(e.what())));
+    // `position` counts the bytes read, the offending one included.
+    failure = io::JsonFailure{position > 0 ? position - 1 : 0, io::detail::exception_reason(e.what())};
+    return false;
   }
+
+  std::optional<io::JsonFailure> failure;
 
  private:
   enum class Mode { none, vocab, merges };
@@ -182,11 +185,12 @@ class TokenizerJsonSax {
   }
 
   [[noreturn]] void vocab_error(const json& found) const {
-    throw Error(source_ + ": model.vocab[\"" + vocab_key_ + "\"]: expected an id in [0, 2^31), found " + found.dump());
+    throw Error(source_ + ": model.vocab[" + io::quote_text(vocab_key_) + "]: expected an id in [0, 2^31), found " +
+                io::quote_json(found));
   }
   [[noreturn]] void merge_error(const json& found) const {
     throw Error(fmt::format("{}: model.merges[{}]: expected \"left right\" or [\"left\", \"right\"], found {}", source_,
-                            tables_.merges.size(), found.dump()));
+                            tables_.merges.size(), io::quote_json(found)));
   }
   [[noreturn]] void table_error(const json& found) const {
     if (mode_ == Mode::vocab) vocab_error(found);
@@ -206,10 +210,16 @@ class TokenizerJsonSax {
 };
 
 /// Parses tokenizer.json text: the DOM without model.vocab/merges, and those two as tables.
+/// The text is checked and errors are worded as io::parse_json's (io/json.hpp).
 inline nlohmann::json parse_tokenizer_json(const std::string& text, const std::string& source, ModelTables& tables) {
-  TokenizerJsonSax handler(source, tables);
-  nlohmann::json::sax_parse(text, &handler);
-  return handler.take_root();
+  auto failure = io::detail::check_json_text(text, {});
+  if (!failure) {
+    TokenizerJsonSax handler(source, tables);
+    if (nlohmann::json::sax_parse(text, &handler)) return handler.take_root();
+    failure = handler.failure;
+  }
+  const auto reported = failure.value_or(io::JsonFailure{text.size(), "unknown parse failure"});
+  throw Error(io::json_failure_message(text, source, reported) + "; the file is damaged or truncated");
 }
 
 /// model.vocab and model.merges of a DOM (from_json's path), with the same checks.
@@ -221,7 +231,8 @@ inline void extract_model_tables(const nlohmann::json& model, const std::string&
     for (auto it = vocab->begin(); it != vocab->end(); ++it) {
       if (!it.value().is_number_integer() || it.value().get<std::int64_t>() < 0 ||
           it.value().get<std::int64_t>() >= (std::int64_t{1} << 31)) {
-        throw Error(source + ": model.vocab[\"" + it.key() + "\"]: expected an id in [0, 2^31), found " + it.value().dump());
+        throw Error(source + ": model.vocab[" + io::quote_text(it.key()) + "]: expected an id in [0, 2^31), found " +
+                    io::quote_json(it.value()));
       }
       tables.vocab.emplace_back(it.key(), it.value().get<std::int64_t>());
     }
@@ -235,7 +246,7 @@ inline void extract_model_tables(const nlohmann::json& model, const std::string&
                                     : (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string());
       if (!ok) {
         throw Error(fmt::format("{}: model.merges[{}]: expected \"left right\" or [\"left\", \"right\"], found {}",
-                                source, tables.merges.size(), m.dump()));
+                                source, tables.merges.size(), io::quote_json(m)));
       }
       if (!m.is_string()) pair = {m[0].get<std::string>(), m[1].get<std::string>()};
       tables.merges.push_back(std::move(pair));

@@ -3,9 +3,9 @@
 // All three read JSON Lines (a file, or standard input) and write JSON Lines to standard output:
 // one output line per non-blank input line, in order, with the input's fields kept in their order
 // and the new fields appended (a new field replaces an input field of the same name). Blank input
-// lines are skipped. The first bad line (invalid JSON, not an object, a missing or mistyped field)
-// stops the program with "<source>:<line>: <what is wrong>" on standard error and exit code 1; the
-// lines before it have already been written.
+// lines are skipped. Every line is read and scored before anything is written: the first bad line
+// (invalid JSON, not an object, a missing or mistyped field) stops the program with
+// "<source>:<line>: <what is wrong>" on standard error and exit code 1, with nothing written.
 #include <grpo/core/error.hpp>
 #include <grpo/core/reward_table.hpp>
 #include <grpo/core/sample.hpp>
@@ -53,7 +53,7 @@ std::optional<std::int64_t> word_count_field(const Row& row, const std::string& 
     const double v = it->get<double>();
     if (std::isfinite(v) && v >= 0 && v <= 1e9 && v == std::floor(v)) return static_cast<std::int64_t>(v);
   }
-  throw grpo::Error("field \"" + name + "\" must be a whole number of words from 0 to 1e9, found " + it->dump());
+  throw grpo::Error("field \"" + name + "\" must be a whole number of words from 0 to 1e9, found " + grpo::io::quote_json(*it));
 }
 
 /// A float reward as the shortest decimal that reads back as the same float ("0.015", not

@@ -1,20 +1,24 @@
 #pragma once
 // The JSONL contract every row-transforming subcommand shares: read JSON objects line by line
 // from a file or standard input, add fields, write each row to standard output in order (field
-// order kept), stop at the first bad line with "<source>:<line>: <reason>".
+// order kept). The whole input is read and checked before any work or output (docs/model.md,
+// "Bad lines"): the first bad line stops the program with "<source>:<line>: <reason>" and
+// nothing written. Lines are parsed by grpo::io::parse_jsonl_line (io/json.hpp's checks:
+// nesting depth, NUL bytes, trailing bytes, numbers in range).
 
 #include <grpo/core/error.hpp>
-#include <grpo/text/utf8.hpp>
+#include <grpo/io/jsonl.hpp>
 #include <nlohmann/json.hpp>
 
 #include <cstddef>
 #include <cstdint>
-#include <iostream>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "commands.hpp"
+#include "outputs.hpp"
 
 namespace lwz {
 
@@ -24,8 +28,9 @@ using Row = nlohmann::ordered_json;
 /// The help text of the contract, appended to each subcommand's description.
 inline constexpr const char* jsonl_contract =
     "Reads JSON Lines from --input (default: standard input) and writes one line per non-blank input line to "
-    "standard output, in order, keeping the input's fields and adding new ones. Stops at the first bad line "
-    "with '<source>:<line>: <reason>' and exit code 1.";
+    "standard output, in order, keeping the input's fields and adding new ones. The whole input is read and "
+    "checked first: a bad line stops the program with '<source>:<line>: <reason>' and exit code 1 before anything "
+    "is written.";
 
 struct NumberedRow {
   Row row;
@@ -33,22 +38,20 @@ struct NumberedRow {
   std::size_t index = 0;  ///< 0-based among the non-blank rows (a request's default seed offset)
 };
 
-/// Reads the input in batches of `batch_size` rows; `fn(batch, where)` fills the rows, which are
-/// then written in order. `where(row)` gives the "<source>:<line>: " prefix of a row.
-template <class Fn>
-void transform_jsonl_batches(const std::string& input, std::int64_t batch_size, Fn&& fn) {
-  if (batch_size <= 0) throw grpo::Error("--batch-size: expected >= 1, found " + std::to_string(batch_size));
+/// The whole input, parsed: its non-blank lines as rows, numbered.
+struct JsonlInput {
+  std::string source;  ///< the path, or "<stdin>"
+  std::vector<NumberedRow> rows;
+
+  /// "<source>:<line>: ", the prefix of a row's messages.
+  std::string where(const NumberedRow& r) const { return source + ":" + std::to_string(r.line) + ": "; }
+};
+
+/// Reads every line of `input` (a path, or "-" / empty for standard input) before anything is
+/// done with it; throws "<source>:<line>: <reason>" at the first line that is not one JSON object.
+inline JsonlInput read_jsonl_input(const std::string& input) {
   const auto stream = open_input(input);
-  const std::string source = input_name(input);
-  const auto where = [&](const NumberedRow& r) { return source + ":" + std::to_string(r.line) + ": "; };
-  std::vector<NumberedRow> batch;
-  const auto flush = [&] {
-    if (batch.empty()) return;
-    fn(batch, where);
-    for (const auto& r : batch) std::cout << r.row.dump(-1, ' ', false, Row::error_handler_t::replace) << '\n';
-    std::cout.flush();
-    batch.clear();
-  };
+  JsonlInput in{input_name(input), {}};
   std::string text;
   std::size_t line = 0;
   std::size_t index = 0;
@@ -56,30 +59,39 @@ void transform_jsonl_batches(const std::string& input, std::int64_t batch_size, 
     ++line;
     if (!text.empty() && text.back() == '\r') text.pop_back();
     if (text.find_first_not_of(" \t") == std::string::npos) continue;
-    NumberedRow r{Row(), line, index++};
-    try {
-      r.row = Row::parse(text);
-    } catch (const Row::parse_error& e) {
-      throw grpo::Error(where(r) + "invalid JSON (" + grpo::utf8::sanitize(e.what()) + "); each line must be one JSON object");
-    }
-    if (!r.row.is_object()) throw grpo::Error(where(r) + "expected a JSON object, found " + std::string(r.row.type_name()));
-    batch.push_back(std::move(r));
-    if (static_cast<std::int64_t>(batch.size()) == batch_size) flush();
+    in.rows.push_back({grpo::io::parse_jsonl_line<Row>(text, in.source, line), line, index++});
   }
-  if (stream->bad()) throw grpo::Error(source + ": read error after line " + std::to_string(line));
-  flush();
+  if (stream->bad()) throw grpo::Error(in.source + ": read error after line " + std::to_string(line));
+  return in;
+}
+
+/// Writes `rows` to standard output, one line each, in order; every write is checked (write_stdout).
+inline void write_jsonl_rows(std::span<const NumberedRow> rows) {
+  std::string text;
+  for (const auto& r : rows) {
+    text += r.row.dump(-1, ' ', false, Row::error_handler_t::replace);
+    text += '\n';
+    if (text.size() >= (std::size_t{1} << 20)) {
+      write_stdout(text);
+      text.clear();
+    }
+  }
+  if (!text.empty()) write_stdout(text);
 }
 
 /// Row by row: `fn(row)` adds fields; a grpo::Error it throws gets the row's "<source>:<line>: ".
+/// Every row is transformed before any is written, so a bad line leaves standard output empty.
 template <class Fn>
 void transform_jsonl(const std::string& input, Fn&& fn) {
-  transform_jsonl_batches(input, 1, [&](std::vector<NumberedRow>& batch, auto&& where) {
+  auto in = read_jsonl_input(input);
+  for (auto& r : in.rows) {
     try {
-      fn(batch.front().row);
+      fn(r.row);
     } catch (const grpo::Error& e) {
-      throw grpo::Error(where(batch.front()) + e.what());
+      throw grpo::Error(in.where(r) + e.what());
     }
-  });
+  }
+  write_jsonl_rows(in.rows);
 }
 
 /// The string field `name` of a row, or an error naming it.

@@ -24,13 +24,14 @@
 #include <fstream>
 #include <optional>
 #include <set>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "grpo/core/error.hpp"
 #include "grpo/io/atomic_file.hpp"
+#include "grpo/io/file_kind.hpp"
+#include "grpo/io/json.hpp"
 
 namespace grpo {
 
@@ -89,28 +90,50 @@ struct Qwen2ConfigOptions {
   bool allow_unknown_keys = false;
 };
 
+/// The largest sizes validate_qwen2_config accepts. They stop a corrupt or hostile config.json
+/// (hidden_size 10^12 would ask the allocator for petabytes) before anything is allocated, and
+/// leave ample room above the largest Qwen2/Qwen2.5 models: Qwen2.5-72B has vocab_size 152064,
+/// hidden_size 8192, intermediate_size 29568, 80 layers, 64 query and 8 key/value heads;
+/// Qwen2.5-7B-Instruct-1M has max_position_embeddings 1010000.
+struct Qwen2SizeLimits {
+  static constexpr std::int64_t vocab_size = std::int64_t{1} << 22;               ///< 4,194,304 tokens
+  static constexpr std::int64_t hidden_size = std::int64_t{1} << 16;              ///< 65,536
+  static constexpr std::int64_t intermediate_size = std::int64_t{1} << 18;        ///< 262,144
+  static constexpr std::int64_t num_hidden_layers = std::int64_t{1} << 10;        ///< 1,024
+  static constexpr std::int64_t num_attention_heads = std::int64_t{1} << 10;      ///< 1,024 (and the key/value heads)
+  static constexpr std::int64_t max_position_embeddings = std::int64_t{1} << 24;  ///< 16,777,216 positions
+  static constexpr std::int64_t num_labels = std::int64_t{1} << 16;               ///< 65,536 outputs of a score head
+};
+
 /// hidden_size / num_attention_heads unless head_dim is set.
 inline std::int64_t head_dim_of(const Qwen2Config& config) noexcept {
   return config.head_dim != 0 ? config.head_dim
                               : (config.num_attention_heads > 0 ? config.hidden_size / config.num_attention_heads : 0);
 }
 
-/// Checks the invariants of a config (sizes positive, heads dividing, supported values) and fills
-/// head_dim. `source` names the config in messages ("<source>: <field>: ..."). Throws grpo::Error.
+/// Checks the invariants of a config (sizes positive and within Qwen2SizeLimits, heads dividing,
+/// supported values) and fills head_dim. `source` names the config in messages
+/// ("<source>: <field>: ..."). Throws grpo::Error.
 inline void validate_qwen2_config(Qwen2Config& config, std::string_view source = "Qwen2Config") {
   const std::string src(source);
-  const auto positive = [&](std::int64_t value, std::string_view field) {
+  const auto positive = [&](std::int64_t value, std::string_view field, std::int64_t limit) {
     if (value <= 0) {
       throw Error(fmt::format("{}: {}: expected a positive integer, found {}", src, field, value));
     }
+    if (value > limit) {
+      throw Error(fmt::format("{}: {}: {} is above the largest supported value {} (Qwen2.5-72B needs far less); "
+                              "the file is corrupt or not a Qwen2 config",
+                              src, field, value, limit));
+    }
   };
-  positive(config.vocab_size, "vocab_size");
-  positive(config.hidden_size, "hidden_size");
-  positive(config.intermediate_size, "intermediate_size");
-  positive(config.num_hidden_layers, "num_hidden_layers");
-  positive(config.num_attention_heads, "num_attention_heads");
-  positive(config.num_key_value_heads, "num_key_value_heads");
-  positive(config.max_position_embeddings, "max_position_embeddings");
+  using Limits = Qwen2SizeLimits;
+  positive(config.vocab_size, "vocab_size", Limits::vocab_size);
+  positive(config.hidden_size, "hidden_size", Limits::hidden_size);
+  positive(config.intermediate_size, "intermediate_size", Limits::intermediate_size);
+  positive(config.num_hidden_layers, "num_hidden_layers", Limits::num_hidden_layers);
+  positive(config.num_attention_heads, "num_attention_heads", Limits::num_attention_heads);
+  positive(config.num_key_value_heads, "num_key_value_heads", Limits::num_attention_heads);
+  positive(config.max_position_embeddings, "max_position_embeddings", Limits::max_position_embeddings);
   if (config.hidden_size % config.num_attention_heads != 0) {
     throw Error(fmt::format("{}: num_attention_heads: {} does not divide hidden_size {}; expected hidden_size = "
                             "num_attention_heads * head_dim",
@@ -158,7 +181,9 @@ inline void validate_qwen2_config(Qwen2Config& config, std::string_view source =
     throw Error(src + ": dtype: expected \"bfloat16\", \"float16\", \"float32\" or \"float64\", found \"" +
                 config.torch_dtype + "\"");
   }
-  if (config.architecture == Qwen2Architecture::sequence_classification) positive(config.num_labels, "num_labels");
+  if (config.architecture == Qwen2Architecture::sequence_classification) {
+    positive(config.num_labels, "num_labels", Limits::num_labels);
+  }
 }
 
 namespace detail {
@@ -213,10 +238,7 @@ class Qwen2ConfigReader {
     return value == nullptr || value->is_null() ? nullptr : value;
   }
 
-  static std::string excerpt(const nlohmann::json& value) {
-    std::string text = value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-    return text.size() > 60 ? text.substr(0, 57) + "..." : text;
-  }
+  static std::string excerpt(const nlohmann::json& value) { return io::quote_json(value); }
 
   std::int64_t integer(const nlohmann::json& value, std::string_view field) const {
     if (!value.is_number_integer() || (value.is_number_unsigned() && value.get<std::uint64_t>() > (1ULL << 62))) {
@@ -300,8 +322,8 @@ inline double read_rope_theta(const Qwen2ConfigReader& in) {
     if (parameters->contains("full_attention") || parameters->contains("sliding_attention")) {
       type = "per-layer-type";
     }
-    in.fail(field, "RoPE type \"" + type +
-                       "\" is not supported (grpo implements only the default RoPE; YaRN, dynamic NTK, linear, "
+    in.fail(field, "RoPE type " + io::quote_text(type) +
+                       " is not supported (grpo implements only the default RoPE; YaRN, dynamic NTK, linear, "
                        "llama3, longrope and per-layer RoPE are not); use a config without RoPE scaling");
   }
   if (parameters->contains("full_attention") || parameters->contains("sliding_attention")) {
@@ -335,7 +357,7 @@ inline Qwen2Config parse_qwen2_config(const nlohmann::json& json, std::string_vi
   const auto model_type = in.string_or("model_type", "");
   if (model_type != "qwen2") {
     in.fail("model_type", "expected \"qwen2\", found " +
-                              (model_type.empty() ? std::string("nothing") : "\"" + model_type + "\"") +
+                              (model_type.empty() ? std::string("nothing") : io::quote_text(model_type)) +
                               " (grpo implements the Qwen2/Qwen2.5 architecture only)");
   }
   for (const auto& [key, value] : json.items()) {
@@ -451,8 +473,8 @@ inline Qwen2Config parse_qwen2_config(const nlohmann::json& json, std::string_vi
     } else if (name == "Qwen2ForSequenceClassification") {
       config.architecture = Qwen2Architecture::sequence_classification;
     } else {
-      in.fail("architectures", "expected \"Qwen2ForCausalLM\" or \"Qwen2ForSequenceClassification\", found \"" + name +
-                                   "\"");
+      in.fail("architectures", "expected \"Qwen2ForCausalLM\" or \"Qwen2ForSequenceClassification\", found " +
+                                   io::quote_text(name));
     }
   }
   // PreTrainedConfig: num_labels = len(id2label) when id2label is given, else num_labels, else 2.
@@ -470,21 +492,18 @@ inline Qwen2Config parse_qwen2_config(const nlohmann::json& json, std::string_vi
   return config;
 }
 
+/// The largest config.json read (a real one is about 1 KB; the bound keeps a wrong file out of memory).
+inline constexpr std::uintmax_t max_config_json_bytes = std::uintmax_t{16} << 20;
+
 /// Reads `path` (a config.json, or a folder holding one).
 inline Qwen2Config load_qwen2_config(const std::filesystem::path& path, const Qwen2ConfigOptions& options = {}) {
   std::error_code ec;
   const auto file = std::filesystem::is_directory(path, ec) ? path / "config.json" : path;
+  // A FIFO would block the read below; a folder or a dangling link deserves its own message.
+  if (io::path_entry_exists(file)) io::require_regular_file(file, "a Hugging Face config.json");
   std::ifstream in(file, std::ios::binary);
   if (!in) throw Error(file.string() + ": cannot open for reading (expected a Hugging Face config.json)");
-  std::stringstream text;
-  text << in.rdbuf();
-  nlohmann::json json;
-  try {
-    json = nlohmann::json::parse(text.str());
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(file.string() + ": not valid JSON (" + e.what() + ")");
-  }
-  return parse_qwen2_config(json, file.string(), options);
+  return parse_qwen2_config(io::read_json_file(file, max_config_json_bytes), file.string(), options);
 }
 
 /// The config.json transformers 5.24 writes for this config (Qwen2Config.save_pretrained after

@@ -29,17 +29,19 @@ namespace grpo_test {
 namespace fs = std::filesystem;
 
 /// A categorical "language model" over the letters a..e with no context: logits theta (+ phi,
-/// a second tensor of the same role, when constructed with_phi).
+/// a second tensor of the same role, when constructed with_phi), stored in `dtype` (float64 by
+/// default; bfloat16 for master-weight runs) and computed with in float64.
 class ToyPolicy {
  public:
-  explicit ToyPolicy(std::int64_t length = 6, bool with_phi = false) : length_(length) {
-    theta_ = at::zeros({5}, at::kDouble).set_requires_grad(true);
-    if (with_phi) phi_ = at::zeros({5}, at::kDouble).set_requires_grad(true);
+  explicit ToyPolicy(std::int64_t length = 6, bool with_phi = false, at::ScalarType dtype = at::kDouble)
+      : length_(length) {
+    theta_ = at::zeros({5}, dtype).set_requires_grad(true);
+    if (with_phi) phi_ = at::zeros({5}, dtype).set_requires_grad(true);
   }
 
   std::vector<grpo::Generation> generate(std::span<const std::string> prompts, const grpo::SamplingOptions& options) {
     std::vector<grpo::Generation> out;
-    const auto probs = at::softmax(logits().detach(), 0);
+    const auto probs = at::softmax(logits().detach().to(at::kDouble), 0);
     std::vector<double> p(probs.data_ptr<double>(), probs.data_ptr<double>() + 5);
     for (std::size_t i = 0; i < prompts.size(); ++i) {
       std::mt19937_64 rng(options.seed + i);
@@ -60,7 +62,7 @@ class ToyPolicy {
 
   grpo::TokenLogprobs logprobs(const grpo::TokenBatch& batch, double temperature) {
     if (temperature != 1.0) throw std::logic_error("ToyPolicy: temperature must be 1");  // may run on a worker thread
-    const auto logp = at::log_softmax(logits(), 0);                  // [5]
+    const auto logp = at::log_softmax(logits().to(at::kDouble), 0);  // [5]
     const auto ids = batch.input_ids.clamp(0, 4);                    // prompt id 7 is masked anyway
     auto out = logp.index_select(0, ids.reshape({-1})).reshape(ids.sizes());
     out = out * batch.completion_mask.to(at::kDouble);

@@ -189,6 +189,51 @@ TEST_CASE("a resumed run reaches exactly the parameters of an uninterrupted one"
   fs::remove_all(dir);
 }
 
+TEST_CASE("master weights: a bf16 run resumed from its checkpoint continues bit for bit, masters included", "[trainer]") {
+  // bf16 weights stepped through float32 masters; 2 steps, checkpoint, resume to 3, against 3 steps
+  // straight. The checkpoint's masters are not the bf16 weights (they carry the bits below bf16's
+  // resolution), so a resume that rebuilt them from the weights would not match.
+  const auto dir = scratch("masters");
+  auto configure = [&](const char* name, std::int64_t steps) {
+    auto o = toy_options(dir / name);
+    o.steps = steps;
+    o.epochs = 2;
+    o.mini_batches = 2;
+    o.master_weights = true;
+    return o;
+  };
+  auto run = [&](const char* name, std::int64_t steps, bool resume) {
+    ToyPolicy policy(6, false, at::kBFloat16);
+    grpo::Trainer trainer(policy, grpo::RewardSet{share_of_a}, grpo::GroupNormalized{}, grpo::ClippedSurrogateLoss{},
+                          toy_prompts(), configure(name, steps));
+    if (resume) trainer.resume(dir / name);
+    trainer.train();
+    return policy.theta().detach().clone();
+  };
+  const at::Tensor straight = run("straight", 3, false);
+  run("interrupted", 2, false);
+  {
+    const auto file = grpo::io::SafetensorsFile::open(dir / "interrupted" / "checkpoints" / "step-000002" / "optimizer.safetensors");
+    const at::Tensor master = file.tensor("param.0.master");
+    CHECK(master.scalar_type() == at::kFloat);
+    CHECK(file.tensor("param.0.exp_avg").scalar_type() == at::kFloat);
+    const auto policy = grpo::io::SafetensorsFile::open(dir / "interrupted" / "checkpoints" / "step-000002" / "policy" / "model.safetensors");
+    const at::Tensor theta = policy.tensor("theta");
+    CHECK(theta.scalar_type() == at::kBFloat16);
+    CHECK(at::equal(master.to(at::kBFloat16), theta));  // the weights are the masters rounded
+    CHECK_FALSE(at::equal(master, theta.to(at::kFloat)));
+  }
+  const at::Tensor resumed = run("interrupted", 3, true);
+  CHECK(straight.scalar_type() == at::kBFloat16);
+  CHECK_FALSE(at::equal(straight, at::zeros({5}, at::kBFloat16)));
+  CHECK(at::equal(resumed, straight));
+  const auto one = grpo::io::SafetensorsFile::open(dir / "straight" / "checkpoints" / "step-000003" / "optimizer.safetensors");
+  const auto two = grpo::io::SafetensorsFile::open(dir / "interrupted" / "checkpoints" / "step-000003" / "optimizer.safetensors");
+  CHECK(one.metadata() == two.metadata());
+  for (const char* name : {"param.0.master", "param.0.exp_avg", "param.0.exp_avg_sq"}) CHECK(at::equal(one.tensor(name), two.tensor(name)));
+  fs::remove_all(dir);
+}
+
 TEST_CASE("zero-variance groups are counted and can be filtered; truncated samples can be masked", "[trainer]") {
   ToyPolicy policy;
   auto options = toy_options(scratch("filter"));

@@ -45,6 +45,10 @@ inline constexpr EnumName<OldLogprobSource> old_logprob_source_names[] = {{"auto
                                                                           {"sampler", OldLogprobSource::sampler},
                                                                           {"recompute", OldLogprobSource::recompute}};
 
+/// The most samples one step may draw (prompts_per_step * group_size): 512 times the default
+/// 64 x 32, and a bound that keeps a mistyped count an error instead of an allocation failure.
+inline constexpr std::int64_t max_samples_per_step = std::int64_t{1} << 20;
+
 struct TrainerOptions {
   // ---- GRPO ----
   std::int64_t steps = 150;            ///< RL steps; default 150 (the paper's run)
@@ -81,6 +85,13 @@ struct TrainerOptions {
   /// parameter become 8/W. Checkpoints stay whole (gathered on rank 0), so a run resumes on any
   /// number of ranks. No effect in one process. Default false.
   bool shard_optimizer_state = false;
+  /// fp32 master weights (grpo::MasterWeights): a bfloat16/float16 trainable tensor is stepped
+  /// through a float32 copy (AdamW moments float32 too) and takes the copy's rounded value; at
+  /// lr 1e-6 a bf16 weight updated in place would not move at all. Costs 4 bytes per bf16
+  /// parameter (and float32 instead of bf16 moments), divided over the ranks with
+  /// shard_optimizer_state; checkpoints store the masters. float32 tensors are their own masters
+  /// (no copy, no change). Default false.
+  bool master_weights = false;
 
   // ---- output ----
   std::filesystem::path output_dir = "runs/grpo";  ///< metrics.jsonl, checkpoints/, samples.jsonl; default runs/grpo
@@ -110,7 +121,7 @@ struct TrainerOptions {
   /// The optimizer these options describe (optim/adamw.hpp).
   [[nodiscard]] AdamWOptions optimizer() const {
     return {.lr = lr, .beta1 = adam_beta1, .beta2 = adam_beta2, .eps = adam_eps, .weight_decay = weight_decay,
-            .max_grad_norm = max_grad_norm};
+            .max_grad_norm = max_grad_norm, .master_weights = master_weights};
   }
 
   void validate() const {
@@ -123,6 +134,10 @@ struct TrainerOptions {
     positive(epochs, "epochs");
     positive(mini_batches, "mini_batches");
     positive(micro_batch_tokens, "micro_batch_tokens");
+    if (prompts_per_step > max_samples_per_step / group_size) {
+      throw Error(fmt::format("prompts_per_step * group_size: expected at most {} samples per step, found {} * {}",
+                              max_samples_per_step, prompts_per_step, group_size));
+    }
     if (mini_batches > prompts_per_step * group_size) {
       throw Error(fmt::format("mini_batches: expected at most prompts_per_step * group_size = {}, found {}",
                               prompts_per_step * group_size, mini_batches));

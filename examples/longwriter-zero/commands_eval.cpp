@@ -7,9 +7,11 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
-#include <iostream>
+#include <filesystem>
 #include <optional>
+#include <span>
+#include <string>
+#include <vector>
 
 #include <grpo/io/jsonl.hpp>
 #include <grpo/model/qwen2_checkpoint.hpp>
@@ -29,6 +31,8 @@
 
 #include "commands.hpp"
 #include "dtype_names.hpp"
+#include "model_inputs.hpp"
+#include "outputs.hpp"
 
 namespace {
 
@@ -40,48 +44,71 @@ struct EvalArgs {
   std::int64_t samples = 1, max_new_tokens = 15500, batch_size = 16;
   double temperature = 0.6, top_p = 0.95;
   std::uint64_t seed = 0;
+  std::int64_t tensor_parallel = 1;
 };
 
 void run_eval(const EvalArgs& args) {
-  lwz::refuse_launcher("eval");
-  const c10::Device device(args.device);
-  const grpo::Qwen2LoadOptions load{.device = device, .dtype = grpo::parse_enum(lwz::dtype_names, args.dtype, "--dtype")};
-  auto policy = grpo::Qwen2Policy::load(args.model, load);
-  std::optional<grpo::WritingReward> writing;
-  if (!args.reward_model.empty()) {
-    writing.emplace(grpo::load_qwen2_reward_model(args.reward_model, load), grpo::Tokenizer::from_file(args.reward_model));
-  }
+  c10::Device device(args.device);
+  // --tensor-parallel T > 1: T ranks (torchrun) split the policy and the reward model; rank 0 writes.
+  const auto mesh = lwz::join_tensor_group("eval", args.tensor_parallel, device, args.input);
+  const grpo::Qwen2LoadOptions load{.device = device, .dtype = grpo::parse_enum(lwz::dtype_names, args.dtype, "--dtype"),
+                                    .tensor_parallel = mesh.tensor_parallel()};
+  const grpo::PromptOptions prompt{.style = grpo::parse_enum(grpo::prompt_template_names, args.template_name, "--template")};
+  // Before any work: the output file can be written (it appears, complete, when eval finishes),
+  // and every input line is read and checked.
+  std::optional<grpo::io::AtomicFileWriter> out_file;
+  if (!args.output.empty() && mesh.is_main()) out_file.emplace(lwz::open_output_file(args.output, "--output"));
   struct Row {
     json input;
     std::string prompt;
     grpo::WordRange target;
     std::optional<double> required;
+    std::size_t line = 0;
+    std::vector<std::int64_t> ids;  // the templated prompt's tokens
   };
   std::vector<Row> rows;
+  const auto source = lwz::input_name(args.input);
   {
     auto in = lwz::open_input(args.input);
-    const auto source = lwz::input_name(args.input);
     grpo::io::for_each_jsonl(*in, source, [&](json row, std::size_t line) {
-      Row r{row, grpo::io::require_string(row, "prompt", source, line), {}, std::nullopt};
+      Row r{row, grpo::io::require_string(row, "prompt", source, line), {}, std::nullopt, line, {}};
       // The same target fields (and checks) as training prompt files.
       const auto range = grpo::target_fields(row, source, line);
       r.target = range ? *range : grpo::extract_length_target(r.prompt).range;
       if (row.contains("length") && !row["length"].is_null()) {
-        if (!row["length"].is_number() || !(row["length"].get<double>() > 0)) {
-          throw grpo::Error(fmt::format("{}:{}: \"length\" must be a number > 0 (the required length in words), found {}",
-                                        source, line, row["length"].dump()));
+        if (!row["length"].is_number() || !(row["length"].get<double>() > 0) ||
+            row["length"].get<double>() > static_cast<double>(grpo::max_target_words)) {
+          throw grpo::Error(
+              fmt::format("{}:{}: \"length\" must be a number in (0, {}] (the required length in words), found {}",
+                          source, line, grpo::max_target_words, grpo::io::quote_json(row["length"])));
         }
         r.required = row["length"].get<double>();
       }
       rows.push_back(std::move(r));
     });
   }
+  if (rows.empty()) throw grpo::Error(source + ": no prompts (the input has no non-blank line)");
+  const auto where = [&](const Row& r) { return fmt::format("{}:{}: ", source, r.line); };
+  lwz::check_model_folder(args.model, "--model");
+  if (!args.reward_model.empty()) lwz::check_model_folder(args.reward_model, "--reward-model");
+  auto policy = grpo::Qwen2Policy::load(args.model, load);
+  std::optional<grpo::WritingReward> writing;
+  if (!args.reward_model.empty()) {
+    writing.emplace(grpo::load_qwen2_reward_model(args.reward_model, load), grpo::Tokenizer::from_file(args.reward_model));
+  }
+  const auto max_positions = policy.model()->config().max_position_embeddings;
+  for (auto& r : rows) {
+    try {
+      r.ids = policy.tokenizer().encode(grpo::apply_prompt_template(r.prompt, prompt), policy.options().allow_special_in_prompts);
+      lwz::check_context_length(static_cast<std::int64_t>(r.ids.size()), args.max_new_tokens, max_positions,
+                                "--max-new-tokens", (std::filesystem::path(args.model) / "config.json").string());
+    } catch (const grpo::Error& e) {
+      throw grpo::Error(where(r) + e.what());
+    }
+  }
   grpo::SamplingOptions sampling{.temperature = args.temperature, .top_p = args.top_p, .max_new_tokens = args.max_new_tokens,
                                  .stop_strings = {"</answer>"}, .seed = args.seed};
   if (auto eos = policy.tokenizer().eos_token_id()) sampling.stop_token_ids = {*eos};
-  const grpo::PromptOptions prompt{.style = grpo::parse_enum(grpo::prompt_template_names, args.template_name, "--template")};
-  std::ofstream out_file;
-  if (!args.output.empty()) out_file.open(args.output);
   // The trainer's own rewards and per-sample metrics (grpo::sample_metrics), scored the same way.
   grpo::RewardSet text_rewards{grpo::LengthReward{}, grpo::FormatReward{}};
   const auto text_names = text_rewards.names();
@@ -97,10 +124,26 @@ void run_eval(const EvalArgs& args) {
     for (std::int64_t s = 0; s < args.samples; ++s) jobs.push_back(i);
   for (std::size_t begin = 0; begin < jobs.size(); begin += static_cast<std::size_t>(args.batch_size)) {
     const auto end = std::min(jobs.size(), begin + static_cast<std::size_t>(args.batch_size));
-    std::vector<std::string> prompts;
-    for (std::size_t j = begin; j < end; ++j) prompts.push_back(grpo::apply_prompt_template(rows[jobs[j]].prompt, prompt));
-    sampling.seed = args.seed + begin;
-    const auto generations = policy.generate(prompts, sampling);
+    std::vector<std::vector<std::int64_t>> prompts;
+    for (std::size_t j = begin; j < end; ++j) prompts.push_back(rows[jobs[j]].ids);
+    sampling.seed = args.seed + begin;  // sample j draws with seed + j, whatever the batch size
+    std::vector<grpo::Generation> generations;
+    try {
+      generations = policy.generate_ids(prompts, sampling);
+    } catch (const grpo::Error& batch_error) {
+      // Non-finite logits: redo the batch one sample at a time to name the line that fails.
+      for (std::size_t j = begin; j < end; ++j) {
+        auto one = sampling;
+        one.seed = args.seed + j;
+        try {
+          policy.generate_ids(std::span(prompts).subspan(j - begin, 1), one);
+        } catch (const grpo::Error& e) {
+          throw grpo::Error(where(rows[jobs[j]]) + e.what());
+        }
+      }
+      throw grpo::Error(fmt::format("{}:{}-{} (one batch of --batch-size samples): {}", source, rows[jobs[begin]].line,
+                                    rows[jobs[end - 1]].line, batch_error.what()));
+    }
     std::vector<grpo::Sample> samples;
     for (std::size_t j = begin; j < end; ++j) {
       const auto& g = generations[j - begin];
@@ -112,6 +155,17 @@ void run_eval(const EvalArgs& args) {
     text_rewards.score(samples, grpo::RewardTableView<float>{table.view().data, text_names.size(), b});
     if (writing) writing->score(samples, table.row(text_names.size()));
     auto [names, values] = grpo::reward_sample_metrics(text_rewards, samples);  // [M, b]
+    // One rule for non-finite results: an error naming the line (a NaN reward model, say).
+    for (std::size_t i = 0; i < b; ++i) {
+      for (std::size_t k = 0; k < reward_names.size(); ++k) {
+        if (!std::isfinite(table.row(k)[i])) {
+          throw grpo::Error(fmt::format("{}the {} reward of sample {} is {} (not finite){}", where(rows[jobs[begin + i]]),
+                                        reward_names[k], (begin + i) % static_cast<std::size_t>(args.samples),
+                                        table.row(k)[i],
+                                        k < text_names.size() ? "" : "; check the reward model's weights and the dtype"));
+        }
+      }
+    }
     for (std::size_t i = 0; i < b; ++i) {
       const auto& sample = samples[i];
       const auto& row = rows[jobs[begin + i]];
@@ -135,7 +189,7 @@ void run_eval(const EvalArgs& args) {
           s_l += score, s_l_n += 1;
         }
       }
-      if (out_file) grpo::io::write_jsonl(out_file, out);
+      if (out_file) out_file->write(out.dump(-1, ' ', false, json::error_handler_t::replace) + "\n");
       trunc += sample.truncated ? 1 : 0;
     }
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -159,7 +213,8 @@ void run_eval(const EvalArgs& args) {
   summary["format_pass_rate"] = summary["well_formed_fraction"];  // the name eval reported it under before
   if (s_l_n > 0) summary["S_l"] = s_l / s_l_n;
   if (writing) summary["reward"] = grpo::composite_reward(stats);  // metrics.jsonl's composite: all three rewards
-  std::cout << summary.dump() << '\n';
+  if (out_file) out_file->commit();
+  lwz::write_stdout(summary.dump() + "\n");
 }
 
 void add_eval_command(CLI::App& app) {
@@ -169,7 +224,8 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--model", args->model, "policy checkpoint folder (config, safetensors, tokenizer)")->required();
   cmd->add_option("--input", args->input, "JSONL prompts: prompt, optional lower/upper, optional length (for S_l)")->required();
   cmd->add_option("--reward-model", args->reward_model, "writing reward model folder (adds writing_reward)");
-  cmd->add_option("--output", args->output, "per-sample JSONL results");
+  cmd->add_option("--output", args->output,
+                  "per-sample JSONL results (its folder must exist; written atomically when eval finishes)");
   cmd->add_option("--samples", args->samples, "completions per prompt")->check(CLI::PositiveNumber)->capture_default_str();
   cmd->add_option("--max-new-tokens", args->max_new_tokens, "")->check(CLI::PositiveNumber)->capture_default_str();
   cmd->add_option("--temperature", args->temperature, "")->capture_default_str();
@@ -179,6 +235,9 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--device", args->device, "cpu or cuda")->capture_default_str();
   cmd->add_option("--dtype", args->dtype, grpo::enum_choices(lwz::dtype_names))->capture_default_str();
   cmd->add_option("--seed", args->seed, "")->check(CLI::NonNegativeNumber)->capture_default_str();
+  cmd->add_option("--tensor-parallel", args->tensor_parallel,
+                  "split the models over T ranks: launch with torchrun --nproc_per_node T; rank 0 writes")
+      ->capture_default_str();
   cmd->callback([args] { run_eval(*args); });
 }
 

@@ -5,7 +5,9 @@
 #include <fmt/format.h>
 #include <torch/utils.h>
 
+#include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 #include <string>
@@ -16,13 +18,18 @@
 #include <grpo/advantage/reward_average.hpp>
 #include <grpo/distributed/process_group.hpp>
 #include <grpo/io/atomic_file.hpp>
+#include <grpo/io/jsonl.hpp>
+#include <grpo/model/qwen2_config.hpp>
 #include <grpo/model/qwen2_policy.hpp>
 #include <grpo/rewards/reward_set.hpp>
+#include <grpo/sampling/prompts.hpp>
 #include <grpo/trainer/freeze.hpp>
 #include <grpo/trainer/trainer.hpp>
 
 #include "commands.hpp"
 #include "config.hpp"
+#include "model_inputs.hpp"
+#include "outputs.hpp"
 #include "stages.hpp"
 #include "train_config.hpp"
 
@@ -32,6 +39,32 @@ void lwz::refuse_launcher(const char* command) {
                                   "start it without torchrun (only `train` is data-parallel)",
                                   command));
   }
+}
+
+grpo::DeviceMesh lwz::join_tensor_group(const char* command, std::int64_t tensor, c10::Device& device,
+                                        const std::string& input) {
+  if (tensor < 1 || tensor > 4096)
+    throw grpo::Error(fmt::format("--tensor-parallel: expected a value in [1, 4096], found {}", tensor));
+  if (tensor == 1) {
+    refuse_launcher(command);
+    return {};
+  }
+  const auto launch = grpo::LaunchEnv::from_environment();
+  if (launch.world_size != tensor) {
+    throw grpo::Error(fmt::format("{} --tensor-parallel {}: launch it as {} ranks (torchrun --nproc_per_node {} "
+                                  "--no-python longwriter-zero {} ...); WORLD_SIZE is {}",
+                                  command, tensor, tensor, tensor, command, launch.world_size));
+  }
+  if (input.empty() || input == "-") {
+    throw grpo::Error(fmt::format("{} --tensor-parallel {}: --input must be a file (every rank reads it), not "
+                                  "standard input",
+                                  command, tensor));
+  }
+  if (device.is_cuda()) device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(launch.local_rank));
+  auto mesh = grpo::init_device_mesh(launch, device, static_cast<int>(tensor), {}, "--tensor-parallel");
+  if (!mesh.is_main() && std::freopen("/dev/null", "w", stdout) == nullptr)
+    throw grpo::Error(fmt::format("{}: rank {} cannot silence its standard output", command, launch.rank));
+  return mesh;
 }
 
 namespace {
@@ -61,10 +94,10 @@ double mean_of(const std::vector<json>& rows, std::size_t begin, std::size_t end
 }
 
 void print_summary(const fs::path& output_dir) {
-  std::ifstream in(output_dir / "metrics.jsonl");
+  std::ifstream in(output_dir / "metrics.jsonl", std::ios::binary);
   std::vector<json> rows;
-  for (std::string line; std::getline(in, line);)
-    if (!line.empty()) rows.push_back(json::parse(line));
+  grpo::io::for_each_jsonl(in, (output_dir / "metrics.jsonl").string(),
+                           [&](json row, std::size_t) { rows.push_back(std::move(row)); });
   if (rows.size() < 2) return;
   const std::size_t k = std::max<std::size_t>(1, rows.size() / 5);
   json summary{{"steps", rows.size()}, {"window", k}};
@@ -82,43 +115,134 @@ void print_summary(const fs::path& output_dir) {
                (output_dir / "curves.png").c_str());
 }
 
+/// --resume and --overwrite: what to do with an output folder holding an earlier run.
+lwz::RerunMode rerun_mode(const TrainArgs& args) {
+  if (!args.resume.empty() && args.overwrite) {
+    throw grpo::Error("--resume and --overwrite: give one (--resume continues the earlier run, --overwrite replaces it)");
+  }
+  return !args.resume.empty() ? lwz::RerunMode::resume
+                              : (args.overwrite ? lwz::RerunMode::overwrite : lwz::RerunMode::fresh);
+}
+
+/// The `distributed` section: distributed.timeout_s, how long a collective (and the rendezvous)
+/// waits for the slowest rank before failing, in seconds (default 3600; a rank that is alive but
+/// stuck holds the others that long).
+grpo::ProcessGroupOptions read_distributed(Section s, const RunContext& ctx) {
+  grpo::ProcessGroupOptions options;
+  const double seconds = s.number("timeout_s", 3600.0);
+  constexpr double most = 30.0 * 24 * 3600;  // 30 days: far beyond any step, and within the milliseconds' range
+  if (!(seconds >= 1.0 && seconds <= most)) {
+    throw grpo::Error(fmt::format("{}: distributed.timeout_s: expected seconds in [1, {}], found {}", ctx.config.source,
+                                  most, seconds));
+  }
+  options.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000.0));
+  s.finish();
+  return options;
+}
+
+/// Every prompt of the prompts file, templated and tokenized as the sampler will, must leave room
+/// for trainer.sampling.max_new_tokens within the policy's max_position_embeddings. Checked before
+/// any work; the error names the line. (Rows the dataset rejects are left to its own messages.)
+void check_prompt_lengths(const fs::path& prompts, const grpo::Tokenizer& tokenizer, const grpo::TrainerOptions& options,
+                          const lwz::PolicySpec& spec, const RunContext& ctx) {
+  const auto model = spec.model ? (*spec.model / "config.json").string() : ctx.config.source + ": policy.init.config";
+  const auto config = spec.model ? grpo::load_qwen2_config(*spec.model) : grpo::parse_qwen2_config(spec.init_config, model);
+  std::ifstream in(prompts, std::ios::binary);
+  if (!in) return;  // PromptDataset::from_jsonl names the file
+  std::vector<std::int64_t> ids;
+  grpo::io::for_each_jsonl(in, prompts.string(), [&](const json& row, std::size_t line) {
+    const auto it = row.find("prompt");
+    if (it == row.end() || !it->is_string() || it->get_ref<const std::string&>().empty()) return;
+    ids.clear();
+    tokenizer.encode_into(grpo::apply_prompt_template(it->get_ref<const std::string&>(), options.prompt), ids, true);
+    try {
+      lwz::check_context_length(static_cast<std::int64_t>(ids.size()), options.sampling.max_new_tokens,
+                                config.max_position_embeddings, "trainer.sampling.max_new_tokens", model);
+    } catch (const grpo::Error& e) {
+      throw grpo::Error(fmt::format("{}:{}: {}", prompts.string(), line, e.what()));
+    }
+  });
+}
+
 void run_train(const TrainArgs& args) {
   RunContext ctx;
   ctx.config = lwz::load_config(args.config, args.set);
   Section root_again(&ctx.config.root, "", &ctx.config);
   read_context(ctx, root_again, args.output);
+  // An output folder holding an earlier run needs --resume or --overwrite (every rank checks, reading only).
+  const auto rerun = rerun_mode(args);
+  lwz::check_run_folder(ctx.output_dir, rerun);
+  const auto process_group = read_distributed(root_again.section("distributed"), ctx);
   // Under torchrun (WORLD_SIZE > 1) this process is one data-parallel rank: NCCL on its GPU
   // (cuda:LOCAL_RANK), Gloo on the CPU.
   const auto launch = grpo::LaunchEnv::from_environment();
   if (launch.distributed() && ctx.device.is_cuda())
     ctx.device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(launch.local_rank));
-  const auto comm = grpo::init_process_group(launch, ctx.device);
+  // parallel.tensor = T: WORLD_SIZE = T x D; the policy is split over each T consecutive ranks.
+  const auto parallel = read_parallel(root_again.section("parallel"));
+  if (parallel.sequence) {
+    throw grpo::Error(fmt::format("{}: parallel.sequence: sequence parallelism is not implemented yet; remove the key "
+                                  "(or set it to false)",
+                                  ctx.config.source));
+  }
+  const auto mesh = grpo::init_device_mesh(launch, ctx.device, static_cast<int>(parallel.tensor), process_group,
+                                           fmt::format("{}: parallel.tensor", ctx.config.source));
+  const auto& comm = mesh.world;
+  ctx.tensor_parallel = mesh.tensor_parallel();
+  const int data_size = mesh.at.data_size;
   const bool main_rank = launch.rank == 0;
   if (comm) {
-    std::fprintf(stderr, "train: rank %d of %d (%s on %s)\n", launch.rank, launch.world_size,
-                 ctx.device.is_cuda() ? "nccl" : "gloo", ctx.device.str().c_str());
+    std::fprintf(stderr, "train: rank %d of %d (%s on %s), tensor rank %d of %d, data rank %d of %d\n", launch.rank,
+                 launch.world_size, ctx.device.is_cuda() ? "nccl" : "gloo", ctx.device.str().c_str(),
+                 mesh.at.tensor_rank, mesh.at.tensor_size, mesh.at.data_rank, mesh.at.data_size);
   }
   const auto policy_spec = read_policy(root_again.section("policy"), ctx);
   auto rewards_spec = read_rewards(root_again.section("rewards"), ctx);
+  check_models_split(policy_spec, rewards_spec.writing, ctx);  // a bad split fails before any stage runs
   const auto advantage = read_advantage(root_again.section("advantage"));
   const auto loss = read_loss(root_again.section("loss"));
   const auto prompts_path = root_again.path("prompts");
   if (!prompts_path) {
     throw grpo::Error(fmt::format("{}: prompts: the JSONL file of training prompts is required", ctx.config.source));
   }
+  // Model folders are checked before anything in them is opened (a FIFO would block the reader):
+  // the policy's first when its tokenizer is read from it, else once the whole config is read.
+  const auto check_model_folders = [&] {
+    if (policy_spec.model) lwz::check_model_folder(*policy_spec.model, ctx.config.source + ": policy.model");
+    if (rewards_spec.writing.model) {
+      lwz::check_model_folder(*rewards_spec.writing.model, ctx.config.source + ": rewards.writing.model");
+    }
+  };
+  if (ctx.tokenizer_path.empty()) check_model_folders();
   auto tokenizer = load_tokenizer(ctx, policy_spec.model);
   auto options = read_trainer(root_again.section("trainer"), ctx, tokenizer);
   root_again.finish();
-  if (comm && options.prompts_per_step % launch.world_size != 0) {
-    throw grpo::Error(fmt::format("{}: trainer.prompts_per_step: expected a multiple of WORLD_SIZE {}, found {}",
-                                  ctx.config.source, launch.world_size, options.prompts_per_step));
+  check_model_folders();
+  if (data_size > 1 && options.prompts_per_step % data_size != 0) {
+    throw grpo::Error(fmt::format("{}: trainer.prompts_per_step: expected a multiple of the data-parallel size {} "
+                                  "(WORLD_SIZE {} / parallel.tensor {}), found {}",
+                                  ctx.config.source, data_size, launch.world_size, parallel.tensor,
+                                  options.prompts_per_step));
   }
   options.reporter = main_rank ? &lwz::reporter() : nullptr;  // rank 0 shows progress
+  if (main_rank && options.group_size == 1) {
+    std::fprintf(stderr, "train: warning: trainer.group_size is 1: every group holds one sample, so its rewards have "
+                         "zero variance and every advantage is 0; only the KL and entropy terms (if any) move the "
+                         "policy. GRPO needs group_size >= 2\n");
+  }
+  check_prompt_lengths(*prompts_path, tokenizer, options, policy_spec, ctx);
 
   // The stages before RL (warm-up, reward-model training) write cached folders: rank 0 makes
   // them while the other ranks wait, then those load what rank 0 wrote.
   if (main_rank) {
-    fs::create_directories(ctx.output_dir);
+    if (rerun == lwz::RerunMode::overwrite) {
+      const auto removed = lwz::clear_run_folder(ctx.output_dir);
+      if (!removed.empty()) {
+        std::fprintf(stderr, "train: --overwrite removed %zu entries of the earlier run from %s\n", removed.size(),
+                     ctx.output_dir.c_str());
+      }
+    }
+    lwz::create_output_folder(ctx.output_dir, "the output folder");
     grpo::io::write_file_atomically(ctx.output_dir / "config.json", ctx.config.root.dump(2) + "\n");
   } else {
     comm->barrier_without_timeout();
@@ -165,14 +289,14 @@ void run_train(const TrainArgs& args) {
     reference.emplace(policy.base_model_view());  // the base model: the policy with its adapters off, no second copy
   } else if (loss.kl_coef > 0) {
     reference.emplace(grpo::Qwen2Policy::load(policy_spec.model ? *policy_spec.model : ctx.output_dir / "base-policy",
-                                              {.device = ctx.device, .dtype = ctx.dtype}));
+                                              {.device = ctx.device, .dtype = ctx.dtype, .tensor_parallel = ctx.tensor_parallel}));
     for (auto& p : reference->parameters()) p.set_requires_grad(false);
   }
   grpo::RewardSet rewards{rewards_spec.length, std::move(writing), rewards_spec.format};
   auto run = [&](auto estimator) {
     grpo::Trainer trainer(policy, std::move(rewards), estimator, loss, std::move(dataset), options,
                           reference ? &*reference : nullptr);
-    trainer.distribute(comm);
+    trainer.distribute(mesh);
     if (!args.resume.empty()) {
       trainer.resume(args.resume);
       std::fprintf(stderr, "train: resumed at step %lld\n", static_cast<long long>(trainer.step_index()));
@@ -195,7 +319,12 @@ void add_train_commands(CLI::App& app) {
     cmd->add_option("--config", args->config, "config name (examples/configs/NAME.json) or path")->required();
     cmd->add_option("--set", args->set, "override a config value: --set trainer.steps=10 (repeatable)");
     cmd->add_option("--resume", args->resume, "continue from a checkpoint folder (or an output folder: its latest)");
-    cmd->add_option("--output", args->output, "output folder (overrides output_dir)");
+    cmd->add_option("--output", args->output,
+                    "output folder (overrides output_dir); one holding an earlier run needs --resume or --overwrite");
+    cmd->add_flag("--overwrite", args->overwrite,
+                  "start again in an output folder holding an earlier run: remove that run's files (metrics, samples, "
+                  "events, checkpoints, summary, config.json) first; the cached stages are kept. Refused when the "
+                  "folder holds files that are not a run's");
     cmd->callback([args] { run_train(*args); });
   }
   {
@@ -204,7 +333,12 @@ void add_train_commands(CLI::App& app) {
         "train-rm", "Bradley-Terry training of the writing reward model on preference pairs (rewards.writing.init of a config)");
     cmd->add_option("--config", args->config, "config name or path")->required();
     cmd->add_option("--set", args->set, "override a config value (repeatable)");
-    cmd->add_option("--output", args->output, "folder of the reward-model checkpoint (default <output_dir>/reward-model)");
+    cmd->add_option("--output", args->output,
+                    "folder of the reward-model checkpoint (default <output_dir>/reward-model); it may hold only a "
+                    "checkpoint, and not the config's inputs");
+    cmd->add_flag("--overwrite", args->overwrite,
+                  "replace a reward model already in the output folder that other inputs made (one the same inputs "
+                  "made is reused without it)");
     cmd->callback([args] { lwz::run_train_rm(*args); });
   }
 }

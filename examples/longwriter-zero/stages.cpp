@@ -11,12 +11,14 @@
 #include <vector>
 
 #include <grpo/io/atomic_file.hpp>
+#include <grpo/io/json.hpp>
 #include <grpo/io/jsonl.hpp>
 #include <grpo/model/qwen2_checkpoint.hpp>
 #include <grpo/trainer/reward_model_training.hpp>
 #include <grpo/trainer/sft.hpp>
 
 #include "commands.hpp"
+#include "outputs.hpp"
 
 namespace lwz {
 
@@ -37,11 +39,19 @@ std::string fingerprint(const json& section, std::initializer_list<fs::path> fil
   return buf;
 }
 
+/// The largest grpo_stage.json read (ours are a few hundred bytes).
+constexpr std::uintmax_t max_stage_file_bytes = std::uintmax_t{1} << 20;
+
 bool cached(const fs::path& dir, const std::string& print) {
-  std::ifstream in(dir / "grpo_stage.json");
-  if (!in) return false;
-  const auto j = json::parse(in, nullptr, false);
-  return !j.is_discarded() && j.value("fingerprint", "") == print;
+  if (!fs::is_regular_file(dir / "grpo_stage.json")) return false;
+  json j;
+  try {
+    j = grpo::io::read_json_file(dir / "grpo_stage.json", max_stage_file_bytes);
+  } catch (const grpo::Error&) {
+    return false;  // unreadable or damaged: make the stage again
+  }
+  const auto it = j.find("fingerprint");  // end() when j is not an object
+  return it != j.end() && *it == print;
 }
 
 void mark_cached(const fs::path& dir, const std::string& print, const json& extra) {
@@ -72,20 +82,48 @@ grpo::Qwen2Config config_from_json(const json& j, const std::string& where) {
 
 }  // namespace
 
+// ---- tensor parallelism --------------------------------------------------------------------
+
+void check_models_split(const PolicySpec& policy, const WritingSpec& writing, const RunContext& ctx) {
+  const int tensor = ctx.tensor_parallel.size();
+  if (tensor <= 1) return;
+  const auto option = fmt::format("{}: parallel.tensor", ctx.config.source);
+  if (policy.lora) {
+    throw grpo::Error(fmt::format("{} = {}: LoRA adapters (policy.lora) are not supported with tensor parallelism",
+                                  option, tensor));
+  }
+  const auto check = [&](const std::optional<fs::path>& folder, const json& init, const char* which) {
+    const auto config = folder ? grpo::load_qwen2_config(*folder)
+                               : config_from_json(init, fmt::format("{}: {}.init.config", ctx.config.source, which));
+    try {
+      grpo::check_tensor_parallel(config, tensor, option);
+    } catch (const grpo::Error& e) {
+      throw grpo::Error(fmt::format("{} ({})", e.what(), which));
+    }
+  };
+  check(policy.model, policy.init_config, "policy");
+  if (writing.model || !writing.init_config.is_null()) check(writing.model, writing.init_config, "rewards.writing");
+}
+
 // ---- policy ------------------------------------------------------------------------------
 
 grpo::Qwen2Policy build_policy(const PolicySpec& spec, const RunContext& ctx, const grpo::PromptOptions& prompt) {
   const grpo::Qwen2PolicyOptions policy_options{.logprob_chunk_size = spec.logprob_chunk};
+  // Split over the tensor-parallel group when loaded; the warm-up below runs whole, on rank 0 alone.
   const grpo::Qwen2LoadOptions load{.device = ctx.device, .dtype = ctx.dtype,
-                                    .activation_checkpointing = spec.activation_checkpointing};
+                                    .activation_checkpointing = spec.activation_checkpointing,
+                                    .tensor_parallel = ctx.tensor_parallel};
   if (spec.model) return grpo::Qwen2Policy::load(*spec.model, load, policy_options);
   const auto init_where = fmt::format("{}: policy.init.config", ctx.config.source);
   if (!spec.warmup_data) {  // random weights (benchmarks): nothing worth caching
     std::fprintf(stderr, "policy: random initialisation (no warm-up data): for benchmarks, it writes noise\n");
-    torch::manual_seed(ctx.seed);
+    // Each tensor rank its own draw (the same slice on every data-parallel copy): random slices
+    // that differ, not T copies of one (the model differs from T = 1's either way).
+    torch::manual_seed(ctx.seed + 7919 * static_cast<std::uint64_t>(ctx.tensor_parallel.rank()));
     const auto config = config_from_json(spec.init_config, init_where);
     grpo::Qwen2Model model(config, grpo::Qwen2Options{.device = ctx.device, .dtype = ctx.dtype,
-                                                      .activation_checkpointing = spec.activation_checkpointing});
+                                                      .activation_checkpointing = spec.activation_checkpointing,
+                                                      .tensor_parallel = ctx.tensor_parallel});
     return grpo::Qwen2Policy(model, load_tokenizer(ctx, std::nullopt), policy_options);
   }
   const fs::path base = ctx.output_dir / "base-policy";
@@ -96,6 +134,7 @@ grpo::Qwen2Policy build_policy(const PolicySpec& spec, const RunContext& ctx, co
     return policy;
   }
   require_cached(ctx, base, "base policy (warm-up)");
+  check_checkpoint_destination(base, {spec.warmup_data.value_or(""), ctx.tokenizer_path}, "the cached base policy");
   auto tokenizer = load_tokenizer(ctx, std::nullopt);
   const auto config = config_from_json(spec.init_config, init_where);
   torch::manual_seed(ctx.seed);
@@ -124,13 +163,23 @@ grpo::Qwen2Policy build_policy(const PolicySpec& spec, const RunContext& ctx, co
 
 // ---- writing reward model -----------------------------------------------------------------
 
+namespace {
+
+/// What a trained reward model's grpo_stage.json records: its config section, pairs and seed.
+std::string reward_model_fingerprint(const WritingSpec& spec, const RunContext& ctx) {
+  return fingerprint(spec.section_json, {*spec.pairs}, ctx.seed);
+}
+
+}  // namespace
+
 fs::path train_or_reuse_reward_model(const WritingSpec& spec, const RunContext& ctx, const fs::path& out) {
-  const auto print = fingerprint(spec.section_json, {*spec.pairs}, ctx.seed);
+  const auto print = reward_model_fingerprint(spec, ctx);
   if (cached(out, print)) {
     std::fprintf(stderr, "writing reward: reusing the trained reward model in %s\n", out.c_str());
     return out;
   }
   require_cached(ctx, out, "writing reward model");
+  check_checkpoint_destination(out, {*spec.pairs, ctx.tokenizer_path, ctx.config.source}, "the writing reward model's folder");
   auto tokenizer = load_tokenizer(ctx, std::nullopt);
   auto config = config_from_json(spec.init_config, fmt::format("{}: rewards.writing.init.config", ctx.config.source));
   if (config.num_labels != 1) {
@@ -158,14 +207,16 @@ fs::path train_or_reuse_reward_model(const WritingSpec& spec, const RunContext& 
 grpo::WritingReward build_writing_reward(const WritingSpec& spec, const RunContext& ctx) {
   if (!spec.model && !spec.pairs) {  // random weights (benchmarks)
     std::fprintf(stderr, "writing reward: random initialisation (no preference pairs): for benchmarks, its scores are noise\n");
-    torch::manual_seed(ctx.seed + 1);
+    torch::manual_seed(ctx.seed + 1 + 7919 * static_cast<std::uint64_t>(ctx.tensor_parallel.rank()));
     grpo::Qwen2RewardModel model(
         config_from_json(spec.init_config, fmt::format("{}: rewards.writing.init.config", ctx.config.source)),
-        grpo::Qwen2Options{.device = ctx.device, .dtype = ctx.dtype});
+        grpo::Qwen2Options{.device = ctx.device, .dtype = ctx.dtype, .tensor_parallel = ctx.tensor_parallel});
     return grpo::WritingReward(model, load_tokenizer(ctx, std::nullopt), spec.score);
   }
   const fs::path dir = spec.model ? *spec.model : train_or_reuse_reward_model(spec, ctx, ctx.output_dir / "reward-model");
-  auto model = grpo::load_qwen2_reward_model(dir, {.device = ctx.device, .dtype = ctx.dtype});
+  // Split over the policy's tensor-parallel group (trained whole, on rank 0 alone, above).
+  auto model = grpo::load_qwen2_reward_model(dir, {.device = ctx.device, .dtype = ctx.dtype,
+                                                   .tensor_parallel = ctx.tensor_parallel});
   auto tokenizer = ctx.tokenizer_path.empty() ? grpo::Tokenizer::from_file(dir) : grpo::Tokenizer::from_file(ctx.tokenizer_path);
   return grpo::WritingReward(model, std::move(tokenizer), spec.score);
 }
@@ -186,10 +237,17 @@ void run_train_rm(const TrainArgs& args) {
   }
   spec.model.reset();
   const fs::path out = args.output.empty() ? ctx.output_dir / "reward-model" : fs::path(args.output);
-  fs::create_directories(ctx.output_dir);
+  // Before any work: the folder is replaced as a whole, so it may hold only a checkpoint and none
+  // of the inputs; a reward model that other inputs made there is replaced only with --overwrite.
+  check_checkpoint_destination(out, {*spec.pairs, ctx.tokenizer_path, ctx.config.source}, "--output");
+  if (folder_has_entries(out) && !cached(out, reward_model_fingerprint(spec, ctx)) && !args.overwrite) {
+    throw grpo::Error(fmt::format("--output {}: holds a reward model (or checkpoint) that other inputs made; replace it "
+                                  "with --overwrite, or choose another folder",
+                                  out.string()));
+  }
+  create_output_folder(ctx.output_dir, "the output folder");
   train_or_reuse_reward_model(spec, ctx, out);
-  std::ifstream in(out / "grpo_stage.json");
-  std::cout << json::parse(in).dump() << '\n';
+  write_stdout(grpo::io::read_json_file(out / "grpo_stage.json", max_stage_file_bytes).dump() + "\n");
 }
 
 }  // namespace lwz

@@ -42,6 +42,10 @@ grpo::Tokenizer load_tokenizer(const RunContext& ctx, const std::optional<std::f
 
 /// The policy of `spec`: its checkpoint, random weights (no warm-up data), or the warmed-up base
 /// policy (made, or reused from output_dir/base-policy).
+/// With parallel.tensor = T > 1: the policy's and the writing reward model's configs split over T
+/// (grpo::check_tensor_parallel, naming the option and the model), and no LoRA; before any stage.
+void check_models_split(const PolicySpec& policy, const WritingSpec& writing, const RunContext& ctx);
+
 grpo::Qwen2Policy build_policy(const PolicySpec& spec, const RunContext& ctx, const grpo::PromptOptions& prompt);
 
 /// Trains (or reuses) the reward model of `spec` in `out`; returns `out`.

@@ -4,6 +4,9 @@
 #include <ATen/Context.h>
 #include <fmt/format.h>
 
+#include <cstdint>
+#include <limits>
+
 #include <grpo/core/error.hpp>
 
 #include "dtype_names.hpp"
@@ -22,7 +25,7 @@ void read_context(RunContext& ctx, Section& root, const std::string& output_over
         config.source, ctx.device.str()));
   }
   ctx.dtype = root.choice("dtype", c10::kFloat, dtype_names);
-  ctx.seed = static_cast<std::uint64_t>(root.integer("seed", 0));
+  ctx.seed = static_cast<std::uint64_t>(root.integer("seed", 0, {.max = std::numeric_limits<std::int64_t>::max()}));
   if (auto t = root.path("tokenizer")) ctx.tokenizer_path = *t;
 }
 
@@ -102,7 +105,7 @@ RewardSpecs read_rewards(Section s, const RunContext& ctx) {
   auto length = s.section("length");
   r.weights[0] = length.number("weight", 1.0);
   r.length.max_factor = length.number("max_factor", 2.0);
-  if (auto w = length.optional_number("max_words")) r.length.max_words = static_cast<std::int64_t>(*w);
+  r.length.max_words = length.optional_integer("max_words");
   length.finish();
   auto writing = s.section("writing");
   r.weights[1] = writing.number("weight", 1.0);
@@ -176,6 +179,7 @@ grpo::TrainerOptions read_trainer(Section s, const RunContext& ctx, const grpo::
   o.max_grad_norm = s.number("max_grad_norm", 1.0);
   o.bf16_autocast = s.boolean("bf16_autocast", false);
   o.shard_optimizer_state = s.boolean("shard_optimizer_state", false);
+  o.master_weights = s.boolean("master_weights", false);
   o.save_every = s.integer("save_every", o.save_every);
   o.keep_checkpoints = s.integer("keep_checkpoints", o.keep_checkpoints);
   o.save_final = s.boolean("save_final", o.save_final);
@@ -184,6 +188,14 @@ grpo::TrainerOptions read_trainer(Section s, const RunContext& ctx, const grpo::
   s.finish();
   o.validate();
   return o;
+}
+
+ParallelSpec read_parallel(Section s) {
+  ParallelSpec p;
+  p.tensor = s.integer("tensor", p.tensor, {.min = 1, .max = 4096});
+  p.sequence = s.boolean("sequence", p.sequence);
+  s.finish();
+  return p;
 }
 
 }  // namespace lwz

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include <grpo/core/group_rule.hpp>
+#include <grpo/distributed/tensor_parallel.hpp>
 #include <grpo/loss/clipped_surrogate.hpp>
 #include <grpo/model/lora.hpp>
 #include <grpo/rewards/format.hpp>
@@ -35,6 +36,7 @@ struct TrainArgs {
   std::vector<std::string> set;
   std::string resume;
   std::string output;
+  bool overwrite = false;  ///< --overwrite: replace an earlier run in the output folder (outputs.hpp)
 };
 
 /// What every part of a run shares.
@@ -48,6 +50,8 @@ struct RunContext {
   /// A data-parallel rank other than 0: the cached stages before RL must be there (rank 0 made
   /// them); making them again here would race rank 0's folders.
   bool reuse_only = false;
+  /// The tensor-parallel group the policy is split over (parallel.tensor; none when 1).
+  grpo::TensorParallel tensor_parallel{};
 };
 
 /// Reads the top-level settings shared by every command into `ctx` (whose config `root` views):
@@ -117,5 +121,16 @@ grpo::ClippedSurrogateLoss read_loss(Section s);
 
 /// The `trainer` section; the stop ids come from `tokenizer` (EOS, else <|endoftext|>).
 grpo::TrainerOptions read_trainer(Section s, const RunContext& ctx, const grpo::Tokenizer& tokenizer);
+
+// ---- parallelism ---------------------------------------------------------------------------
+
+/// The `parallel` section: how the GPUs of a run (WORLD_SIZE = tensor x data) split the model.
+struct ParallelSpec {
+  std::int64_t tensor = 1;  ///< T: GPUs one copy of the model is split over (Megatron layout); default 1
+  bool sequence = false;    ///< Megatron sequence parallelism inside the tensor group; default false
+};
+
+/// Reads `parallel` (tensor >= 1, sequence true/false); every other key is an error.
+ParallelSpec read_parallel(Section s);
 
 }  // namespace lwz

@@ -45,6 +45,7 @@
 #include "grpo/loss/token_logprobs.hpp"
 
 // files
+#include "grpo/io/json.hpp"
 #include "grpo/io/jsonl.hpp"
 #include "grpo/io/atomic_file.hpp"
 #include "grpo/io/safetensors_header.hpp"
@@ -67,6 +68,7 @@
 #include "grpo/distributed/communicator.hpp"
 #include "grpo/distributed/sharded_optimizer.hpp"
 #include "grpo/optim/adamw.hpp"
+#include "grpo/optim/master_weights.hpp"
 #include "grpo/trainer/options.hpp"
 #include "grpo/trainer/freeze.hpp"
 #include "grpo/optim/schedule.hpp"
@@ -80,3 +82,6 @@
 #include "grpo/trainer/trainer.hpp"
 #include "grpo/trainer/sft.hpp"
 #include "grpo/trainer/reward_model_training.hpp"
+
+// planning: memory per GPU of a run on a T x D mesh
+#include "grpo/plan/memory_plan.hpp"

@@ -42,4 +42,32 @@ void run_ranks(int world, Body body) {
     if (e) std::rethrow_exception(e);
 }
 
+/// Runs body(rank, mesh) on `world` threads joined as a tensor x data mesh with tensor groups of
+/// `tensor_size` (Gloo groups over one c10d::HashStore); rethrows the first exception of any rank.
+template <class Body>
+void run_mesh(int world, int tensor_size, Body body) {
+  ::setenv("TORCH_FR_BUFFER_SIZE", "0", /*overwrite=*/1);
+  auto store = c10::make_intrusive<c10d::HashStore>();
+  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(world));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < world; ++r) {
+    threads.emplace_back([&, r] {
+      try {
+        auto make = [](const c10::intrusive_ptr<c10d::Store>& s, int rank, int size) -> c10::intrusive_ptr<c10d::Backend> {
+          return c10::make_intrusive<c10d::ProcessGroupGloo>(s, rank, size,
+                                                             c10d::ProcessGroupGloo::Options::create_default(std::chrono::seconds(60)));
+        };
+        auto world_comm = std::make_shared<grpo::ProcessGroupCommunicator>(make(store, r, world), c10::Device(c10::kCPU), store);
+        grpo::DeviceMesh mesh = grpo::make_device_mesh(world_comm, store, tensor_size, make);
+        body(r, mesh);
+      } catch (...) {
+        errors[static_cast<std::size_t>(r)] = std::current_exception();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+}
+
 }  // namespace grpo_test

@@ -121,7 +121,7 @@ def test_a_launch_by_hand_and_a_bad_batch_split_are_named(tmp_path):
     for rank, (p, err) in enumerate(zip(procs, outputs)):
         assert p.returncode != 0
         assert f"rank {rank} of 2 (gloo on cpu)" in err  # the rendezvous worked
-        assert "trainer.prompts_per_step: expected a multiple of WORLD_SIZE 2, found 3" in err
+        assert "trainer.prompts_per_step: expected a multiple of the data-parallel size 2 (WORLD_SIZE 2 / parallel.tensor 1), found 3" in err
 
 
 def test_a_half_set_environment_is_named(tmp_path):

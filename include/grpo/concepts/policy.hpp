@@ -6,6 +6,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <concepts>
+#include <cstdint>
 #include <filesystem>
 #include <utility>
 #include <span>
@@ -54,6 +55,27 @@ concept SelfRestoringPolicy = CheckpointablePolicy<P> && requires(P& p, const st
   p.restore_weights(folder);
 };
 
+/// A CheckpointablePolicy that can be split over a tensor-parallel group (Trainer::distribute with
+/// a grpo::DeviceMesh; the tensor-parallel hooks of customization_points.hpp):
+///   tensor_parallel_size()  T, the size of the group the policy is split over (1: whole)
+///   parameter_copies()      per parameters() entry, how many ranks of the group hold an identical
+///                           copy of it (1: split; the group size: replicated): the gradient norm
+///                           counts each element once
+///   gather_whole(name, t)   the whole tensor of parameter `name` from this rank's slice t (e.g.
+///                           its AdamW moments): a collective, every rank of the group calls it
+///   local_slice(name, t)    this rank's slice of a whole tensor t shaped like parameter `name`
+/// Without a group (T = 1): all 1, t and t.
+///
+/// Satisfied by: grpo::Qwen2Policy.
+template <class P>
+concept TensorParallelPolicy =
+    CheckpointablePolicy<P> && requires(P& p, const P& cp, const std::string& name, const at::Tensor& t) {
+      { cp.tensor_parallel_size() } -> std::convertible_to<int>;
+      { p.parameter_copies() } -> std::convertible_to<std::vector<std::int64_t>>;
+      { p.gather_whole(name, t) } -> std::convertible_to<at::Tensor>;
+      { cp.local_slice(name, t) } -> std::convertible_to<at::Tensor>;
+    };
+
 namespace archetypes {
 /// The least a Policy must provide.
 struct MinimalPolicy {
@@ -72,8 +94,17 @@ struct MinimalCheckpointablePolicy : MinimalPolicy {
 struct MinimalSelfRestoringPolicy : MinimalCheckpointablePolicy {
   void restore_weights(const std::filesystem::path&) {}
 };
+
+/// The least a TensorParallelPolicy must provide.
+struct MinimalTensorParallelPolicy : MinimalCheckpointablePolicy {
+  int tensor_parallel_size() const { return 1; }
+  std::vector<std::int64_t> parameter_copies() { return {}; }
+  at::Tensor gather_whole(const std::string&, const at::Tensor& t) { return t; }
+  at::Tensor local_slice(const std::string&, const at::Tensor& t) const { return t; }
+};
 }  // namespace archetypes
 
+static_assert(TensorParallelPolicy<archetypes::MinimalTensorParallelPolicy>);
 static_assert(Policy<archetypes::MinimalPolicy>);
 static_assert(CheckpointablePolicy<archetypes::MinimalCheckpointablePolicy>);
 static_assert(SelfRestoringPolicy<archetypes::MinimalSelfRestoringPolicy>);

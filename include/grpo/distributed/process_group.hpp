@@ -46,6 +46,7 @@
 
 #include "grpo/core/error.hpp"
 #include "grpo/distributed/communicator.hpp"
+#include "grpo/distributed/mesh.hpp"
 
 namespace grpo {
 
@@ -176,6 +177,8 @@ class ProcessGroupCommunicator final : public Communicator {
   }
 
   [[nodiscard]] const c10::intrusive_ptr<c10d::Backend>& backend() const { return backend_; }
+  /// The group's rendezvous store (null when made without one).
+  [[nodiscard]] const c10::intrusive_ptr<c10d::Store>& store() const { return store_; }
 
  private:
   void reduce(at::Tensor& t, c10d::ReduceOp op) {
@@ -237,6 +240,66 @@ inline std::shared_ptr<ProcessGroupCommunicator> init_process_group(const Launch
   auto gloo_options = c10d::ProcessGroupGloo::Options::create_default(options.timeout);
   auto backend = c10::make_intrusive<c10d::ProcessGroupGloo>(store, env.rank, env.world_size, gloo_options);
   return std::make_shared<ProcessGroupCommunicator>(std::move(backend), c10::Device(c10::kCPU), store);
+}
+
+/// The tensor and data groups of `world` (a communicator made by init_process_group or over
+/// `store` in a test) for tensor groups of `tensor_size`; `make_backend(store, rank, size)` makes
+/// one group's backend (every rank of the group calls it with the same prefixed store). Every
+/// rank of the world calls it: groups are made in the same order everywhere (tensor, then data).
+template <class MakeBackend>
+DeviceMesh make_device_mesh(std::shared_ptr<ProcessGroupCommunicator> world, const c10::intrusive_ptr<c10d::Store>& store,
+                            int tensor_size, MakeBackend make_backend, std::string_view option = "parallel.tensor") {
+  DeviceMesh mesh;
+  const int rank = world ? world->rank() : 0;
+  const int size = world ? world->world_size() : 1;
+  mesh.at = mesh_coordinates(rank, size, tensor_size, option);
+  mesh.world = world;
+  if (size == 1) return mesh;
+  const auto device = world->device();
+  if (mesh.at.tensor_size == 1) {
+    mesh.data = world;
+    return mesh;
+  }
+  if (mesh.at.data_size == 1) {
+    mesh.tensor = world;
+    return mesh;
+  }
+  auto group = [&](const std::string& name, int group_rank, int group_size) {
+    auto prefixed = c10::make_intrusive<c10d::PrefixStore>(name, store);
+    return std::make_shared<ProcessGroupCommunicator>(make_backend(prefixed, group_rank, group_size), device, prefixed);
+  };
+  mesh.tensor = group(fmt::format("grpo/mesh/tensor_{}/", mesh.at.data_rank), mesh.at.tensor_rank, mesh.at.tensor_size);
+  mesh.data = group(fmt::format("grpo/mesh/data_{}/", mesh.at.tensor_rank), mesh.at.data_rank, mesh.at.data_size);
+  return mesh;
+}
+
+/// init_process_group, then the tensor x data mesh for tensor groups of `tensor_size` (the
+/// backend of `device`: NCCL on GPUs, Gloo on the CPU). A world of one gives an empty mesh.
+inline DeviceMesh init_device_mesh(const LaunchEnv& env, c10::Device device, int tensor_size,
+                                   const ProcessGroupOptions& options = {}, std::string_view option = "parallel.tensor") {
+  mesh_coordinates(env.rank, env.world_size, tensor_size, option);  // a bad mesh fails before any rendezvous
+  auto world = init_process_group(env, device, options);
+  if (!world) {
+    DeviceMesh single;
+    single.at = mesh_coordinates(0, 1, tensor_size, option);
+    return single;
+  }
+  const auto timeout = options.timeout;
+  return make_device_mesh(world, world->store(), tensor_size,
+                          [&](const c10::intrusive_ptr<c10d::Store>& store, int rank, int size) -> c10::intrusive_ptr<c10d::Backend> {
+#if defined(GRPO_WITH_CUDA)
+                            if (world->device().is_cuda()) {
+                              auto nccl_options = c10d::ProcessGroupNCCL::Options::create();
+                              nccl_options->timeout = timeout;
+                              auto backend = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, size, nccl_options);
+                              backend->setBoundDeviceId(world->device());
+                              return backend;
+                            }
+#endif
+                            return c10::make_intrusive<c10d::ProcessGroupGloo>(
+                                store, rank, size, c10d::ProcessGroupGloo::Options::create_default(timeout));
+                          },
+                          option);
 }
 
 }  // namespace grpo

@@ -52,6 +52,7 @@
 
 #include "grpo/core/error.hpp"
 #include "grpo/io/atomic_file.hpp"
+#include "grpo/io/json.hpp"
 #include "grpo/io/safetensors_header.hpp"
 
 namespace grpo::io {
@@ -108,7 +109,7 @@ class MappedFile {
   explicit MappedFile(const std::filesystem::path& path) {
     int fd = -1;
     do {
-      fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);  // a FIFO must not block the open: fstat refuses it next
     } while (fd < 0 && errno == EINTR);
     if (fd < 0) throw Error(path.string() + ": cannot open for reading: " + errno_text(errno));
     struct ::stat status {};
@@ -277,22 +278,6 @@ class SafetensorsFile {
 
 namespace detail {
 
-inline std::string read_small_text_file(const std::filesystem::path& path, std::uintmax_t limit) {
-  std::error_code ec;
-  const auto size = std::filesystem::file_size(path, ec);
-  if (ec) throw Error(path.string() + ": cannot read: " + ec.message());
-  if (size > limit) {
-    throw Error(fmt::format("{}: {} bytes, more than the {} expected of this file; is it the right file?",
-                            path.string(), size, limit));
-  }
-  std::ifstream in(path, std::ios::binary);
-  std::string text(static_cast<std::size_t>(size), '\0');
-  if (!in || !in.read(text.data(), static_cast<std::streamsize>(size))) {
-    throw Error(path.string() + ": cannot read the file");
-  }
-  return text;
-}
-
 /// A shard name from an index must be a plain file name in the checkpoint's folder.
 inline bool is_plain_file_name(std::string_view name) {
   return !name.empty() && name != "." && name != ".." && name.find('/') == std::string_view::npos &&
@@ -381,6 +366,38 @@ class SafetensorsCheckpoint {
     return file.tensor(name, options);
   }
 
+  /// Loads the slice [start, start + length) of dimension `dim` of `name` after checking the
+  /// whole tensor's shape is `expected_shape`: only the slice is read from the mapping and copied
+  /// (to options.device, as options.dtype), never the whole tensor (tensor-parallel loading).
+  at::Tensor require_slice(std::string_view name, c10::IntArrayRef expected_shape, std::int64_t dim, std::int64_t start,
+                           std::int64_t length, const TensorLoadOptions& options = {}) const {
+    const auto& file = file_of(name);
+    const auto& entry = file.info(name);
+    const auto where = detail::tensor_where(file.path().string(), name);
+    if (!std::equal(entry.shape.begin(), entry.shape.end(), expected_shape.begin(), expected_shape.end())) {
+      throw Error(where + ": expected shape " +
+                  detail::shape_text(std::vector<std::int64_t>(expected_shape.begin(), expected_shape.end())) +
+                  ", found " + detail::shape_text(entry.shape) + " (does config.json match these weights?)");
+    }
+    const auto rank = static_cast<std::int64_t>(entry.shape.size());
+    if (dim < 0 || dim >= rank || start < 0 || length < 0 || start + length > entry.shape[static_cast<std::size_t>(dim)])
+      throw Error(fmt::format("{}: slice [{}, {}) of dimension {} is outside the tensor's shape {}", where, start,
+                              start + length, dim, detail::shape_text(entry.shape)));
+    if (entry.dtype == SafetensorsDtype::boolean) return file.tensor(name, options).narrow(dim, start, length).contiguous();
+    const auto file_type = scalar_type_of(entry.dtype);
+    const auto bytes = file.bytes(name);
+    try {
+      // A view of the mapped bytes (read, never written), narrowed before anything is copied.
+      const at::Tensor view = at::from_blob(const_cast<std::byte*>(bytes.data()), entry.shape,
+                                            at::TensorOptions().dtype(file_type))
+                                  .narrow(dim, start, length);
+      return view.to(options.device, options.dtype.value_or(file_type), /*non_blocking=*/false, /*copy=*/true)
+          .contiguous();
+    } catch (const c10::Error& e) {
+      throw Error(where + ": cannot create the slice on " + options.device.str() + ": " + e.what_without_backtrace());
+    }
+  }
+
   /// Every tensor, loaded with `options`.
   std::unordered_map<std::string, at::Tensor> load_all(const TensorLoadOptions& options = {}) const {
     std::unordered_map<std::string, at::Tensor> result;
@@ -400,12 +417,7 @@ class SafetensorsCheckpoint {
 
   static SafetensorsCheckpoint from_index(const std::filesystem::path& index_path) {
     const std::string where = index_path.string();
-    nlohmann::json index;
-    try {
-      index = nlohmann::json::parse(detail::read_small_text_file(index_path, std::uintmax_t{1} << 30));
-    } catch (const nlohmann::json::exception& e) {
-      throw Error(where + ": not valid JSON (" + e.what() + "); the index is truncated or corrupt");
-    }
+    const auto index = read_json_file(index_path, std::uintmax_t{1} << 30);
     if (!index.is_object()) throw Error(where + ": expected a JSON object, found " + std::string(index.type_name()));
     auto map = index.find("weight_map");
     if (map == index.end() || !map->is_object()) {
@@ -420,7 +432,7 @@ class SafetensorsCheckpoint {
     for (const auto& [name, shard] : map->items()) {
       if (!shard.is_string() || !detail::is_plain_file_name(shard.get_ref<const std::string&>())) {
         throw Error(where + ": weight_map[\"" + name + "\"]: expected a shard file name in the same folder, found " +
-                    detail::json_excerpt(shard));
+                    quote_json(shard));
       }
       const auto& shard_name = shard.get_ref<const std::string&>();
       auto [it, inserted] = shard_index.emplace(shard_name, checkpoint.files_.size());

@@ -180,16 +180,21 @@ inline at::Tensor chunk_rows(const at::Tensor& hidden, std::int64_t start, std::
   return plan.mixed_mm ? rows : rows.to(w.scalar_type());
 }
 
-/// Forward of one chunk in vocabulary tiles: writes lse, the target's log-prob (its logit minus
-/// lse) and, if entropy_out is defined, the entropy. h: [n, H] from chunk_rows; w: [V, H];
-/// targets: [n].
-inline void forward_chunk_tiles(const at::Tensor& h, const at::Tensor& w, const at::Tensor& targets,
-                                std::int64_t block, const LogitPlan& plan, TileBuffers& buffers, at::Tensor lse_out,
-                                at::Tensor logprob_out, at::Tensor entropy_out) {
+/// The running log-sum-exp of one chunk's rows over some vocabulary columns (a tensor-parallel
+/// rank's slice, or all of them): M = max z, S = sum exp(z - M), Tz = sum exp(z - M) (z - M)
+/// (undefined without entropy), and the target's logit (0 where the target is not among the
+/// columns). All [n] in the logit dtype.
+struct LogitPartials {
+  at::Tensor max, sum_exp, sum_exp_z, target_logit;
+};
+
+/// The partials of rows h [n, H] (from chunk_rows) over the columns of w [V, H] in tiles of
+/// `block` columns; targets [n] are column indices of w (any value outside [0, V) is "not here").
+inline LogitPartials chunk_partials(const at::Tensor& h, const at::Tensor& w, const at::Tensor& targets,
+                                    std::int64_t block, const LogitPlan& plan, TileBuffers& buffers, bool with_entropy) {
   const std::int64_t vocab = w.size(0);
   at::Tensor running_max, sum_exp, sum_exp_z;  // M, S, T of the running log-sum-exp
-  at::Tensor target_logit = at::zeros({h.size(0)}, logprob_out.options());
-  const bool with_entropy = entropy_out.defined();
+  at::Tensor target_logit = at::zeros({h.size(0)}, buffers.logits.options());
   for (std::int64_t v0 = 0; v0 < vocab; v0 += block) {
     const std::int64_t vb = std::min(block, vocab - v0);
     at::Tensor z = tile_logits(h, w.narrow(0, v0, vb), plan, buffers.logits);  // [n, vb]
@@ -216,10 +221,26 @@ inline void forward_chunk_tiles(const at::Tensor& h, const at::Tensor& w, const 
     sum_exp = sum_exp.mul(scale).add_(tile_sum);
     running_max = new_max;
   }
-  const at::Tensor log_sum = sum_exp.log();
-  lse_out.copy_(running_max.add(log_sum));
-  logprob_out.copy_(target_logit.sub_(running_max).sub_(log_sum));
-  if (with_entropy) entropy_out.copy_(log_sum.sub(sum_exp_z.div(sum_exp)));
+  return {running_max, sum_exp, sum_exp_z, target_logit};
+}
+
+/// lse = M + log S, logprob = z_target - lse, entropy = log S - Tz / S from the partials of all
+/// the columns; entropy_out undefined: not computed.
+inline void finish_partials(LogitPartials p, at::Tensor lse_out, at::Tensor logprob_out, at::Tensor entropy_out) {
+  const at::Tensor log_sum = p.sum_exp.log();
+  lse_out.copy_(p.max.add(log_sum));
+  logprob_out.copy_(p.target_logit.sub_(p.max).sub_(log_sum));
+  if (entropy_out.defined()) entropy_out.copy_(log_sum.sub(p.sum_exp_z.div(p.sum_exp)));
+}
+
+/// Forward of one chunk in vocabulary tiles: writes lse, the target's log-prob (its logit minus
+/// lse) and, if entropy_out is defined, the entropy. h: [n, H] from chunk_rows; w: [V, H];
+/// targets: [n].
+inline void forward_chunk_tiles(const at::Tensor& h, const at::Tensor& w, const at::Tensor& targets,
+                                std::int64_t block, const LogitPlan& plan, TileBuffers& buffers, at::Tensor lse_out,
+                                at::Tensor logprob_out, at::Tensor entropy_out) {
+  finish_partials(chunk_partials(h, w, targets, block, plan, buffers, entropy_out.defined()), lse_out, logprob_out,
+                  entropy_out);
 }
 
 /// Forward in vocabulary tiles, chunk by chunk: fills lse, logprobs and (if defined) entropy [N].

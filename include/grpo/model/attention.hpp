@@ -6,10 +6,16 @@
 // order). Prefill and training expand k/v to num_heads; a one-token decode step instead folds the
 // G query heads of a group into SDPA's query-length axis, q: [B, H, 1, D] -> [B, KV, G, D], so
 // the cache is read as it is stored, with no copy of it per step.
+//
+// Tensor-parallel (grpo/model/qwen2_sharding.hpp): num_heads and num_kv_heads are this rank's
+// heads; q/k/v are column-parallel (their input's gradient summed over the group), o_proj is
+// row-parallel (its partial outputs summed over the group). Key/value heads replicated over
+// kv_ranks_per_copy ranks sum their weights' gradients over those ranks.
 
 #include <ATen/TensorOperators.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/arange.h>
+#include <ATen/ops/linear.h>
 #include <ATen/ops/ones.h>
 #include <ATen/ops/scaled_dot_product_attention.h>
 #include <fmt/format.h>
@@ -22,6 +28,7 @@
 #include <tuple>
 
 #include "grpo/core/error.hpp"
+#include "grpo/distributed/tensor_parallel.hpp"
 #include "grpo/model/kv_cache.hpp"
 #include "grpo/model/layers.hpp"
 #include "grpo/model/rotary.hpp"
@@ -65,6 +72,8 @@ struct AttentionOptions {
   std::int64_t num_heads = 0;     ///< query heads; required
   std::int64_t num_kv_heads = 0;  ///< key/value heads, divides num_heads; required
   std::int64_t head_dim = 0;      ///< per-head dimension (even); required
+  TensorParallel tensor_parallel{};    ///< the group the heads are split over; default none
+  std::int64_t kv_ranks_per_copy = 1;  ///< ranks of the group holding these key/value heads too; default 1
 };
 
 class Qwen2AttentionImpl : public torch::nn::Module {
@@ -94,14 +103,16 @@ class Qwen2AttentionImpl : public torch::nn::Module {
                      KVCache* cache = nullptr, std::int64_t layer_index = 0) {
     const auto batch = hidden.size(0);
     const auto length = hidden.size(1);
+    const auto& tp = dims_.tensor_parallel;
+    const auto x = copy_to_tensor_group(hidden, tp);
     const auto heads = dims_.num_heads;
     const auto kv_heads = dims_.num_kv_heads;
     const auto head_dim = dims_.head_dim;
     const auto groups = heads / kv_heads;
     // [B, T, n * D] -> [B, n, T, D]
-    auto q = q_proj->forward(hidden).view({batch, length, heads, head_dim}).transpose(1, 2);
-    auto k = k_proj->forward(hidden).view({batch, length, kv_heads, head_dim}).transpose(1, 2);
-    auto v = v_proj->forward(hidden).view({batch, length, kv_heads, head_dim}).transpose(1, 2);
+    auto q = q_proj->forward(x).view({batch, length, heads, head_dim}).transpose(1, 2);
+    auto k = key_value(*k_proj, x).view({batch, length, kv_heads, head_dim}).transpose(1, 2);
+    auto v = key_value(*v_proj, x).view({batch, length, kv_heads, head_dim}).transpose(1, 2);
     q = apply_rotary(q, rotary);
     k = apply_rotary(k, rotary);
     if (cache != nullptr) std::tie(k, v) = cache->update(layer_index, k, v);
@@ -122,7 +133,7 @@ class Qwen2AttentionImpl : public torch::nn::Module {
                 .transpose(1, 2)
                 .reshape({batch, length, heads * head_dim});
     }
-    return o_proj->forward(out);
+    return reduce_from_tensor_group(o_proj->forward(out), tp);
   }
 
   const AttentionOptions& dims() const { return dims_; }
@@ -133,6 +144,15 @@ class Qwen2AttentionImpl : public torch::nn::Module {
   Projection o_proj{nullptr};
 
  private:
+  // k or v of x; with key/value heads replicated over ranks, through weights whose gradient is
+  // summed over those ranks (no LoRA adapter on such a layer: tensor parallelism refuses LoRA).
+  at::Tensor key_value(ProjectionImpl& projection, const at::Tensor& x) {
+    if (dims_.kv_ranks_per_copy <= 1) return projection.forward(x);
+    const auto& tp = dims_.tensor_parallel;
+    return at::linear(x, share_gradient(projection.weight, tp, dims_.kv_ranks_per_copy),
+                      share_gradient(projection.bias, tp, dims_.kv_ranks_per_copy));
+  }
+
   AttentionOptions dims_;
 };
 TORCH_MODULE(Qwen2Attention);

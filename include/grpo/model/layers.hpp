@@ -17,6 +17,7 @@
 #include <ATen/ops/linear.h>
 #include <ATen/ops/matmul.h>
 #include <ATen/ops/rsqrt.h>
+#include <ATen/ops/where.h>
 #include <c10/core/TensorOptions.h>
 #include <fmt/format.h>
 #include <torch/nn/module.h>
@@ -29,6 +30,7 @@
 #include <string>
 
 #include "grpo/core/error.hpp"
+#include "grpo/distributed/tensor_parallel.hpp"
 
 namespace grpo {
 
@@ -127,11 +129,17 @@ TORCH_MODULE(Projection);
 
 /// Token embedding: parameter "weight" [vocab, hidden], as nn.Embedding. `padding_idx` (or -1)
 /// gets no gradient, as in nn.Embedding(padding_idx=...).
+///
+/// Vocabulary-parallel (a tensor-parallel group, see grpo/distributed/tensor_parallel.hpp): this
+/// rank holds rows [vocab_start, vocab_start + vocab_size) of the whole table; a token outside
+/// them embeds to zeros here, and the sum over the group gives every rank its row.
 class TokenEmbeddingImpl : public torch::nn::Module {
  public:
   TokenEmbeddingImpl(std::int64_t vocab_size, std::int64_t hidden_size, std::int64_t padding_idx,
-                     const ParameterOptions& options = {})
-      : padding_idx(padding_idx >= 0 && padding_idx < vocab_size ? padding_idx : -1) {
+                     const ParameterOptions& options = {}, std::int64_t vocab_start = 0, TensorParallel tp = {})
+      : padding_idx(padding_idx >= vocab_start && padding_idx < vocab_start + vocab_size ? padding_idx - vocab_start : -1),
+        vocab_start(vocab_start),
+        tensor_parallel(tp) {
     detail::check_positive(vocab_size, "TokenEmbedding", "vocab_size");
     detail::check_positive(hidden_size, "TokenEmbedding", "hidden_size");
     weight = register_parameter("weight", detail::make_parameter({vocab_size, hidden_size}, options, options.init_std, true));
@@ -141,11 +149,19 @@ class TokenEmbeddingImpl : public torch::nn::Module {
     }
   }
 
-  // ids: [...] int64 -> [..., hidden]
-  at::Tensor forward(const at::Tensor& ids) { return at::embedding(weight, ids, padding_idx); }
+  // ids: [...] int64 (ids of the whole vocabulary) -> [..., hidden]
+  at::Tensor forward(const at::Tensor& ids) {
+    if (!tensor_parallel.active()) return at::embedding(weight, ids, padding_idx);
+    const auto local = ids - vocab_start;
+    const auto inside = local.ge(0).logical_and_(local.lt(weight.size(0)));
+    const auto rows = at::embedding(weight, at::where(inside, local, 0), padding_idx);
+    return reduce_from_tensor_group(rows * inside.unsqueeze(-1).to(rows.scalar_type()), tensor_parallel);
+  }
 
   at::Tensor weight;
-  std::int64_t padding_idx = -1;
+  std::int64_t padding_idx = -1;   ///< in this rank's rows; -1 when the padding id is not here
+  std::int64_t vocab_start = 0;    ///< first vocabulary id of this rank's rows
+  TensorParallel tensor_parallel;  ///< the group the table is split over (none: the whole table)
 };
 TORCH_MODULE(TokenEmbedding);
 

@@ -1,5 +1,7 @@
 #pragma once
 // The SwiGLU feed-forward block of Qwen2: down(silu(gate(x)) * up(x)), no biases.
+// Tensor-parallel: gate/up column-parallel and down row-parallel over `intermediate_size` (this
+// rank's slice of the width), the partial outputs summed over the group.
 
 #include <ATen/TensorOperators.h>
 #include <ATen/core/Tensor.h>
@@ -9,26 +11,32 @@
 
 #include <cstdint>
 
+#include "grpo/distributed/tensor_parallel.hpp"
 #include "grpo/model/layers.hpp"
 
 namespace grpo {
 
 class Qwen2MLPImpl : public torch::nn::Module {
  public:
-  Qwen2MLPImpl(std::int64_t hidden_size, std::int64_t intermediate_size, const ParameterOptions& options = {}) {
+  Qwen2MLPImpl(std::int64_t hidden_size, std::int64_t intermediate_size, const ParameterOptions& options = {},
+               TensorParallel tp = {})
+      : tensor_parallel(tp) {
     gate_proj = register_module("gate_proj", Projection(hidden_size, intermediate_size, false, options));
     up_proj = register_module("up_proj", Projection(hidden_size, intermediate_size, false, options));
     down_proj = register_module("down_proj", Projection(intermediate_size, hidden_size, false, options));
   }
 
   // x: [..., hidden] -> [..., hidden]
-  at::Tensor forward(const at::Tensor& x) {
-    return down_proj->forward(at::silu(gate_proj->forward(x)) * up_proj->forward(x));
+  at::Tensor forward(const at::Tensor& input) {
+    const auto x = copy_to_tensor_group(input, tensor_parallel);
+    return reduce_from_tensor_group(down_proj->forward(at::silu(gate_proj->forward(x)) * up_proj->forward(x)),
+                                    tensor_parallel);
   }
 
   Projection gate_proj{nullptr};
   Projection up_proj{nullptr};
   Projection down_proj{nullptr};
+  TensorParallel tensor_parallel;  ///< the group the width is split over (none: all of it)
 };
 TORCH_MODULE(Qwen2MLP);
 

@@ -14,6 +14,11 @@
 //
 // Padding: any mix of left and right padding is accepted through attention_mask. Rotary positions
 // count real tokens only (cumsum(mask) - 1), so a padded row computes what it would alone.
+//
+// Tensor parallelism: Qwen2Options::tensor_parallel splits every layer over a group of T ranks
+// (grpo/model/qwen2_sharding.hpp); each rank builds only its slices, forward() returns the whole
+// hidden states on every rank, output_weight() is this rank's vocabulary rows and logits() the
+// whole vocabulary (gathered over the group).
 
 #include <ATen/TensorOperators.h>
 #include <ATen/core/Tensor.h>
@@ -40,6 +45,7 @@
 #include "grpo/model/layers.hpp"
 #include "grpo/model/mlp.hpp"
 #include "grpo/model/qwen2_config.hpp"
+#include "grpo/model/qwen2_sharding.hpp"
 #include "grpo/model/rotary.hpp"
 
 namespace grpo {
@@ -54,6 +60,8 @@ struct Qwen2Options {
   /// Recompute each decoder layer in the backward pass instead of storing its activations
   /// (training only: applies in train mode with grad enabled and no KV cache). Default false.
   bool activation_checkpointing = false;
+  /// The tensor-parallel group the model is split over; default none (the whole model here).
+  TensorParallel tensor_parallel{};
 };
 
 namespace detail {
@@ -68,18 +76,23 @@ inline ParameterOptions parameter_options(const Qwen2Config& config, const Qwen2
 /// One pre-norm decoder layer: h += attn(norm(h)); h += mlp(norm(h)).
 class Qwen2DecoderLayerImpl : public torch::nn::Module {
  public:
-  Qwen2DecoderLayerImpl(const Qwen2Config& config, const ParameterOptions& options) {
-    // config: validated by the backbone (head_dim filled in)
+  Qwen2DecoderLayerImpl(const Qwen2Config& config, const ParameterOptions& options, const Qwen2Shard& shard = {},
+                        TensorParallel tp = {}) {
+    // config: validated by the backbone (head_dim filled in); shard: this rank's sizes
+    const bool split = shard.size > 1;
     input_layernorm = register_module("input_layernorm", RMSNorm(config.hidden_size, config.rms_norm_eps, options));
     self_attn = register_module(
         "self_attn", Qwen2Attention(AttentionOptions{.hidden_size = config.hidden_size,
-                                                     .num_heads = config.num_attention_heads,
-                                                     .num_kv_heads = config.num_key_value_heads,
-                                                     .head_dim = head_dim_of(config)},
+                                                     .num_heads = split ? shard.heads : config.num_attention_heads,
+                                                     .num_kv_heads = split ? shard.kv_heads : config.num_key_value_heads,
+                                                     .head_dim = head_dim_of(config),
+                                                     .tensor_parallel = tp,
+                                                     .kv_ranks_per_copy = shard.kv_ranks_per_copy},
                                     options));
     post_attention_layernorm =
         register_module("post_attention_layernorm", RMSNorm(config.hidden_size, config.rms_norm_eps, options));
-    mlp = register_module("mlp", Qwen2MLP(config.hidden_size, config.intermediate_size, options));
+    mlp = register_module(
+        "mlp", Qwen2MLP(config.hidden_size, split ? shard.intermediate : config.intermediate_size, options, tp));
   }
 
   // hidden: [B, T, hidden] -> [B, T, hidden]
@@ -101,12 +114,17 @@ TORCH_MODULE(Qwen2DecoderLayer);
 class Qwen2BackboneImpl : public torch::nn::Module {
  public:
   Qwen2BackboneImpl(const Qwen2Config& config, const Qwen2Options& options = {})
-      : config_(validated(config)), activation_checkpointing_(options.activation_checkpointing) {
+      : config_(validated(config)),
+        activation_checkpointing_(options.activation_checkpointing),
+        tensor_parallel_(options.tensor_parallel),
+        shard_(qwen2_shard(config_, options.tensor_parallel)) {
     const auto params = detail::parameter_options(config_, options);
-    embed_tokens = register_module(
-        "embed_tokens", TokenEmbedding(config_.vocab_size, config_.hidden_size, config_.pad_token_id.value_or(-1), params));
+    embed_tokens = register_module("embed_tokens", TokenEmbedding(shard_.vocab, config_.hidden_size,
+                                                                  config_.pad_token_id.value_or(-1), params,
+                                                                  shard_.vocab_start, tensor_parallel_));
     layers = register_module("layers", torch::nn::ModuleList());
-    for (std::int64_t i = 0; i < config_.num_hidden_layers; ++i) layers->push_back(Qwen2DecoderLayer(config_, params));
+    for (std::int64_t i = 0; i < config_.num_hidden_layers; ++i)
+      layers->push_back(Qwen2DecoderLayer(config_, params, shard_, tensor_parallel_));
     norm = register_module("norm", RMSNorm(config_.hidden_size, config_.rms_norm_eps, params));
     inv_freq_ = rotary_inverse_frequencies(head_dim_of(config_), config_.rope_theta, options.device);
   }
@@ -157,14 +175,18 @@ class Qwen2BackboneImpl : public torch::nn::Module {
   }
 
   const Qwen2Config& config() const { return config_; }
+  /// This rank's sizes (the whole model without tensor parallelism).
+  const Qwen2Shard& shard() const { return shard_; }
+  const TensorParallel& tensor_parallel() const { return tensor_parallel_; }
   void set_activation_checkpointing(bool on) { activation_checkpointing_ = on; }
   bool activation_checkpointing() const { return activation_checkpointing_; }
 
-  /// A cache sized for this model: `batch_size` rows of `max_length` slots, on the embeddings' device and dtype.
+  /// A cache sized for this model (this rank's key/value heads): `batch_size` rows of
+  /// `max_length` slots, on the embeddings' device and dtype.
   KVCache make_cache(std::int64_t batch_size, std::int64_t max_length) const {
     return KVCache(KVCacheOptions{.num_layers = config_.num_hidden_layers,
                                   .batch_size = batch_size,
-                                  .num_kv_heads = config_.num_key_value_heads,
+                                  .num_kv_heads = shard_.kv_heads,
                                   .head_dim = head_dim_of(config_),
                                   .max_length = max_length,
                                   .device = embed_tokens->weight.device(),
@@ -214,6 +236,8 @@ class Qwen2BackboneImpl : public torch::nn::Module {
 
   Qwen2Config config_;
   bool activation_checkpointing_ = false;
+  TensorParallel tensor_parallel_;
+  Qwen2Shard shard_;
   at::Tensor inv_freq_;  // [head_dim / 2] float32; not a buffer, so module.to(bf16) cannot round it
 };
 TORCH_MODULE(Qwen2Backbone);
@@ -225,8 +249,8 @@ class Qwen2ModelImpl : public torch::nn::Module {
   explicit Qwen2ModelImpl(const Qwen2Config& config, const Qwen2Options& options = {}) {
     model = register_module("model", Qwen2Backbone(config, options));
     if (!config.tie_word_embeddings) {
-      lm_head = register_module(
-          "lm_head", Projection(config.hidden_size, config.vocab_size, false, detail::parameter_options(config, options)));
+      lm_head = register_module("lm_head", Projection(config.hidden_size, model->shard().vocab, false,
+                                                      detail::parameter_options(config, options)));
     }
   }
 
@@ -236,11 +260,18 @@ class Qwen2ModelImpl : public torch::nn::Module {
     return model->forward(input_ids, attention_mask, cache, position_ids);
   }
 
-  /// hidden: [..., hidden] -> logits [..., vocab] in the model's dtype.
-  at::Tensor logits(const at::Tensor& hidden) const { return at::linear(hidden, output_weight()); }
+  /// hidden: [..., hidden] -> logits [..., vocab] in the model's dtype, over the whole vocabulary
+  /// (tensor-parallel: each rank's rows gathered over the group; not differentiable then).
+  at::Tensor logits(const at::Tensor& hidden) const {
+    return gather_last_dim(at::linear(hidden, output_weight()), model->tensor_parallel());
+  }
 
-  /// The output projection [vocab, hidden]: lm_head.weight, or the embeddings when tied.
+  /// The output projection [vocab, hidden]: lm_head.weight, or the embeddings when tied
+  /// (tensor-parallel: this rank's rows [vocab_start(), vocab_start() + V / T)).
   const at::Tensor& output_weight() const { return lm_head ? lm_head->weight : model->embed_tokens->weight; }
+  /// The first vocabulary id of output_weight()'s rows (0 without tensor parallelism).
+  std::int64_t vocab_start() const { return model->shard().vocab_start; }
+  const TensorParallel& tensor_parallel() const { return model->tensor_parallel(); }
 
   const Qwen2Config& config() const { return model->config(); }
   KVCache make_cache(std::int64_t batch_size, std::int64_t max_length) const { return model->make_cache(batch_size, max_length); }

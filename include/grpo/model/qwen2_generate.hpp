@@ -242,7 +242,8 @@ inline std::vector<Generation> qwen2_decode(Qwen2Model& model, std::span<const s
   std::vector<bool> running(prompts.size(), true);
 
 #if defined(GRPO_WITH_CUDA)
-  const bool graphs = decode.cuda_graphs && device.is_cuda();
+  // Not under tensor parallelism: the sampler's logits are gathered over the group each step.
+  const bool graphs = decode.cuda_graphs && device.is_cuda() && !model->tensor_parallel().active();
 #else
   const bool graphs = false;
 #endif

@@ -27,6 +27,7 @@
 #include "grpo/core/error.hpp"
 #include "grpo/core/generation.hpp"
 #include "grpo/loss/token_logprobs.hpp"
+#include "grpo/loss/vocab_parallel_logprobs.hpp"
 #include "grpo/model/lora.hpp"
 #include "grpo/model/qwen2.hpp"
 #include "grpo/model/qwen2_checkpoint.hpp"
@@ -124,7 +125,9 @@ inline TokenLogprobs teacher_forced_logprobs(Qwen2Model& model, const TokenBatch
   const auto where = at::nonzero(scored.reshape({-1})).squeeze(1);  // [N] into the [B * (L - 1)] grid
   const auto inputs = hidden.narrow(1, 0, length - 1).reshape({-1, hidden.size(2)}).index_select(0, where);
   const auto targets = ids.narrow(1, 1, length - 1).reshape({-1}).index_select(0, where);
-  const auto result = token_logprobs(inputs, model->output_weight(), targets, options);
+  // Tensor-parallel: this rank's vocabulary rows, combined over the group (no [N, V] logits anywhere).
+  const auto result =
+      vocab_parallel_token_logprobs(inputs, model->output_weight(), targets, model->vocab_start(), model->tensor_parallel(), options);
   const auto place = [&](const at::Tensor& values) {  // [N] -> [B, L], zeros elsewhere, differentiable
     const auto grid = at::zeros({rows * (length - 1)}, values.options()).index_copy(0, where, values);
     return at::cat({at::zeros({rows, 1}, values.options()), grid.view({rows, length - 1})}, 1);
@@ -154,7 +157,8 @@ class Qwen2Policy {
   /// Hugging Face folder.
   static Qwen2Policy load(const std::filesystem::path& folder, const Qwen2LoadOptions& load_options = {},
                           const Qwen2PolicyOptions& options = {}) {
-    Qwen2Policy policy(load_qwen2(folder, load_options), Tokenizer::from_file(folder), options);
+    auto model = load_qwen2(folder, load_options);  // first: its checks name the folder's files before the tokenizer's
+    Qwen2Policy policy(std::move(model), Tokenizer::from_file(folder), options);
     policy.source_folder_ = folder;
     return policy;
   }
@@ -192,8 +196,36 @@ class Qwen2Policy {
     return out;
   }
 
+  /// Under tensor parallelism, how many ranks of the group hold an identical copy of each of
+  /// parameters() (1: split, T: replicated; see grpo::qwen2_parameter_copies). All 1 otherwise.
+  /// T: how many ranks the model is split over (1 without tensor parallelism).
+  int tensor_parallel_size() const { return model_->tensor_parallel().size(); }
+
+  std::vector<std::int64_t> parameter_copies() const {
+    std::vector<std::int64_t> out;
+    for (const auto& item : model_->named_parameters())
+      out.push_back(qwen2_parameter_copies(item.key(), model_->model->shard()));
+    return out;
+  }
+
+  /// The whole tensor `name` (a parameter's name) from this rank's slice `local` of it, e.g. its
+  /// AdamW moments: a collective over the tensor-parallel group (every rank calls it in the same
+  /// order); `local` itself without tensor parallelism.
+  at::Tensor gather_whole(const std::string& name, const at::Tensor& local) const {
+    return gather_qwen2_parameter(name, local, model_->model->shard(), model_->tensor_parallel());
+  }
+
+  /// This rank's slice of `whole`, a whole tensor shaped like parameter `name` (e.g. its AdamW
+  /// moments in a checkpoint); `whole` itself without tensor parallelism.
+  at::Tensor local_slice(const std::string& name, const at::Tensor& whole) const {
+    const auto slice = qwen2_parameter_slice(name, model_->model->shard());
+    // clone: the slice must not keep the whole tensor's storage alive
+    return slice.whole() ? whole : whole.narrow(slice.dim, slice.slice.start, slice.slice.length).clone();
+  }
+
   /// Writes config.json, the safetensors and the tokenizer files (copied from the folder the
-  /// policy was loaded from, if any) into `folder`, atomically.
+  /// policy was loaded from, if any) into `folder`, atomically. Under tensor parallelism every
+  /// rank of the group calls it (the weights are gathered) and the group's rank 0 writes.
   void save_pretrained(const std::filesystem::path& folder, const Qwen2SaveOptions& options = {}) {
     auto save = options;
     if (save.copy_files_from.empty()) save.copy_files_from = source_folder_;
@@ -203,7 +235,11 @@ class Qwen2Policy {
 
   /// Adds LoRA adapters (grpo::add_lora: every other parameter is frozen, so a trainer built on
   /// this policy trains the adapters only). Returns the number of adapted projections.
-  std::int64_t add_lora(const LoraOptions& options) { return grpo::add_lora(*model_, options); }
+  std::int64_t add_lora(const LoraOptions& options) {
+    if (model_->tensor_parallel().active())
+      throw Error("policy.lora: LoRA adapters are not supported with tensor parallelism (parallel.tensor > 1)");
+    return grpo::add_lora(*model_, options);
+  }
 
   /// The same model with its adapters switched off while this view generates or scores: the base
   /// model, as the KL reference of a LoRA run, without a second copy of the weights. It shares
@@ -225,7 +261,18 @@ class Qwen2Policy {
     const auto checkpoint = io::SafetensorsCheckpoint::open(folder);
     const auto adapted = lora_projections(*model_);
     if (adapted.empty()) {
-      for (auto& [name, param] : named_parameters()) param.copy_(io::load_parameter(checkpoint, folder, name, param));
+      const auto& shard = model_->model->shard();
+      for (auto& [name, param] : named_parameters()) {
+        const auto slice = qwen2_parameter_slice(name, shard);
+        if (slice.whole()) {
+          param.copy_(io::load_parameter(checkpoint, folder, name, param));
+        } else {  // tensor-parallel: this rank's slice of the whole tensor, read from the mapping
+          std::vector<std::int64_t> whole(param.sizes().begin(), param.sizes().end());
+          whole[static_cast<std::size_t>(slice.dim)] = slice.full;
+          param.copy_(checkpoint.require_slice(name, whole, slice.dim, slice.slice.start, slice.slice.length,
+                                               {.device = param.device(), .dtype = param.scalar_type()}));
+        }
+      }
       return;
     }
     if (!std::filesystem::exists(folder / "adapter" / "adapter_model.safetensors")) {
@@ -275,5 +322,6 @@ class Qwen2Policy {
 static_assert(Policy<Qwen2Policy>, "Qwen2Policy must model grpo::Policy");
 static_assert(CheckpointablePolicy<Qwen2Policy>, "Qwen2Policy must model grpo::CheckpointablePolicy");
 static_assert(SelfRestoringPolicy<Qwen2Policy>, "Qwen2Policy must model grpo::SelfRestoringPolicy");
+static_assert(TensorParallelPolicy<Qwen2Policy>, "Qwen2Policy must model grpo::TensorParallelPolicy");
 
 }  // namespace grpo

@@ -4,7 +4,8 @@
 //   <dir>/step-000050/                 published by one rename (grpo::io::StagedDirectory)
 //       policy/                         Hugging Face layout: config.json, *.safetensors, tokenizer
 //       optimizer.safetensors           AdamW moments "param.<i>.exp_avg" / ".exp_avg_sq" of the trainable
-//                                       tensors; their steps and policy names in the metadata
+//                                       tensors, with master weights their float32 masters
+//                                       "param.<i>.master"; steps and policy names in the metadata
 //       trainer_state.json              step, data position, update index, seed, last metrics row
 //   <dir>/latest                        "step-000050", replaced atomically after the folder is published
 //
@@ -18,17 +19,22 @@
 #include <torch/optim/adamw.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <limits>
 #include <map>
 #include <string>
+#include <system_error>
 #include <unordered_map>
 #include <vector>
 
 #include "grpo/concepts/policy.hpp"
 #include "grpo/core/error.hpp"
 #include "grpo/io/atomic_file.hpp"
+#include "grpo/io/json.hpp"
 #include "grpo/io/safetensors.hpp"
 #include "grpo/optim/adamw.hpp"
 
@@ -76,7 +82,7 @@ inline std::string join_names(const std::vector<std::string>& names) {
 
 /// AdamW moments by position among the trainable tensors, each with the policy's name of its
 /// tensor, so a resume whose trainable set differs (another policy.freeze) is refused instead of
-/// misapplied.
+/// misapplied; and the float32 master of each tensor that has one (MasterWeights).
 inline void save_adamw(const std::vector<AdamWMoments>& moments, const std::filesystem::path& path,
                        const std::vector<std::string>& names = {}) {
   io::NamedTensors tensors;
@@ -84,6 +90,7 @@ inline void save_adamw(const std::vector<AdamWMoments>& moments, const std::file
   metadata["params"] = std::to_string(moments.size());
   for (std::size_t i = 0; i < names.size() && i < moments.size(); ++i) metadata[fmt::format("param.{}.name", i)] = names[i];
   for (std::size_t i = 0; i < moments.size(); ++i) {
+    if (moments[i].master.defined()) tensors.emplace_back(fmt::format("param.{}.master", i), moments[i].master);
     if (!moments[i].defined()) continue;  // never updated (no gradient yet)
     tensors.emplace_back(fmt::format("param.{}.exp_avg", i), moments[i].exp_avg);
     tensors.emplace_back(fmt::format("param.{}.exp_avg_sq", i), moments[i].exp_avg_sq);
@@ -92,10 +99,15 @@ inline void save_adamw(const std::vector<AdamWMoments>& moments, const std::file
   io::save_safetensors(path, tensors, metadata);
 }
 
-/// Loads the moments of `params` (every trainable tensor, in the saved order) into `optimizer`,
-/// which may hold only some of them (a rank's shard): the others are skipped.
-inline void load_adamw(torch::optim::AdamW& optimizer, const std::filesystem::path& path,
-                       const std::vector<at::Tensor>& params, const std::vector<std::string>& names = {}) {
+/// The optimizer state `path` holds for `params` (every trainable tensor, in the saved order), one
+/// entry per tensor, each on its tensor's device in the file's dtype. Only the tensors `wanted`
+/// marks are read (a rank's shard; empty: all); the others' entries stay undefined.
+/// `to_local(i, whole)`, when given, cuts the saved (whole) tensors of trainable tensor i to the
+/// part this rank holds (tensor parallelism: the policy's local_slice).
+inline std::vector<AdamWMoments> read_adamw(const std::filesystem::path& path, const std::vector<at::Tensor>& params,
+                                            const std::vector<std::string>& names = {},
+                                            const std::vector<bool>& wanted = {},
+                                            const std::function<at::Tensor(std::size_t, const at::Tensor&)>& to_local = {}) {
   const auto file = io::SafetensorsFile::open(path);
   const auto& metadata = file.metadata();
   // The names the checkpoint recorded (checkpoints before names were recorded have none).
@@ -116,21 +128,55 @@ inline void load_adamw(torch::optim::AdamW& optimizer, const std::filesystem::pa
                             "same model architecture and the same frozen parameters",
                             path.string(), count == metadata.end() ? "?" : count->second, params.size(), detail));
   }
+  std::vector<AdamWMoments> out(params.size());
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    if (!wanted.empty() && !wanted[i]) continue;
+    const io::TensorLoadOptions options{.device = params[i].device()};
+    auto read = [&](const std::string& name) {
+      // Sliced: read whole on the CPU, keep this rank's slice, move only that to the device.
+      at::Tensor t = to_local ? to_local(i, file.tensor(name)).to(options.device) : file.tensor(name, options);
+      if (!t.sizes().equals(params[i].sizes())) {
+        throw Error(fmt::format("{}: {} does not have the shape of trainable tensor {}", path.string(), name, i));
+      }
+      return t;
+    };
+    const std::string master = fmt::format("param.{}.master", i);
+    if (file.contains(master)) out[i].master = read(master);
+    auto step = metadata.find(fmt::format("param.{}.step", i));
+    if (step == metadata.end()) continue;
+    {
+      std::int64_t value = -1;
+      const auto& text = step->second;
+      const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+      if (ec != std::errc() || end != text.data() + text.size() || value < 0)
+        throw Error(fmt::format("{}: param.{}.step: expected a non-negative integer, found \"{}\"", path.string(), i,
+                                text.substr(0, 40)));
+      out[i].step = value;
+    }
+    out[i].exp_avg = read(fmt::format("param.{}.exp_avg", i));
+    out[i].exp_avg_sq = read(fmt::format("param.{}.exp_avg_sq", i));
+  }
+  return out;
+}
+
+/// Loads the moments of `params` (every trainable tensor, in the saved order) into `optimizer`,
+/// which may hold only some of them (a rank's shard): the others are skipped. Moments are
+/// converted to the parameter's dtype, as AdamW keeps them; masters are not read (a plain AdamW
+/// has none: restore a ClippedAdamW for them).
+inline void load_adamw(torch::optim::AdamW& optimizer, const std::filesystem::path& path,
+                       const std::vector<at::Tensor>& params, const std::vector<std::string>& names = {}) {
   std::unordered_map<const void*, bool> held;
   for (const auto& p : optimizer_params(optimizer)) held.emplace(p.unsafeGetTensorImpl(), true);
+  std::vector<bool> wanted(params.size());
+  for (std::size_t i = 0; i < params.size(); ++i) wanted[i] = held.contains(params[i].unsafeGetTensorImpl());
+  const auto saved = read_adamw(path, params, names, wanted);
   optimizer.state().clear();
   for (std::size_t i = 0; i < params.size(); ++i) {
-    auto step = metadata.find(fmt::format("param.{}.step", i));
-    if (step == metadata.end() || !held.contains(params[i].unsafeGetTensorImpl())) continue;
-    // In the parameter's dtype, as AdamW keeps them (a bf16 resume of an fp32 run converts).
-    const io::TensorLoadOptions options{.device = params[i].device(), .dtype = params[i].scalar_type()};
+    if (!saved[i].defined()) continue;
     auto state = std::make_unique<torch::optim::AdamWParamState>();
-    state->step(std::stoll(step->second));
-    state->exp_avg(file.tensor(fmt::format("param.{}.exp_avg", i), options));
-    state->exp_avg_sq(file.tensor(fmt::format("param.{}.exp_avg_sq", i), options));
-    if (!state->exp_avg().sizes().equals(params[i].sizes())) {
-      throw Error(fmt::format("{}: optimizer moment of parameter {} has the wrong shape", path.string(), i));
-    }
+    state->step(saved[i].step);
+    state->exp_avg(saved[i].exp_avg.to(params[i].scalar_type()));
+    state->exp_avg_sq(saved[i].exp_avg_sq.to(params[i].scalar_type()));
     optimizer.state()[params[i].unsafeGetTensorImpl()] = std::move(state);
   }
 }
@@ -141,15 +187,41 @@ inline nlohmann::json to_json(const TrainerState& s) {
 }
 
 inline TrainerState trainer_state_from_json(const nlohmann::json& j, const std::string& source) {
+  // Counts are non-negative integers: a negative or fractional value is refused, never wrapped.
+  const auto count = [&](const char* field) {
+    const auto value = io::json_integer(j.at(field), 0, std::numeric_limits<std::int64_t>::max());
+    if (!value)
+      throw Error(fmt::format("{}: {}: expected a non-negative integer, found {}", source, field, io::quote_json(j.at(field))));
+    return *value;
+  };
   try {
-    return TrainerState{.step = j.at("step").get<std::int64_t>(),
-                        .data_position = j.at("data_position").get<std::uint64_t>(),
-                        .update_index = j.at("update_index").get<std::int64_t>(),
-                        .seed = j.at("seed").get<std::uint64_t>(),
+    if (!j.is_object()) throw Error(source + ": not a grpo trainer state (expected a JSON object)");
+    const auto& seed = j.at("seed");
+    if (!seed.is_number_unsigned())
+      throw Error(fmt::format("{}: seed: expected a non-negative integer, found {}", source, io::quote_json(seed)));
+    return TrainerState{.step = count("step"),
+                        .data_position = static_cast<std::uint64_t>(count("data_position")),
+                        .update_index = count("update_index"),
+                        .seed = seed.get<std::uint64_t>(),
                         .metrics = j.value("metrics", nlohmann::json::object())};
   } catch (const nlohmann::json::exception& e) {
     throw Error(source + ": not a grpo trainer state (" + e.what() + ")");
   }
+}
+
+/// Copies the policy's weights from `folder`/policy (by name, exact copy; a SelfRestoringPolicy
+/// restores itself) and reads the trainer state next to it.
+template <CheckpointablePolicy P>
+TrainerState restore_policy_and_state(const std::filesystem::path& folder, P& policy) {
+  if constexpr (SelfRestoringPolicy<P>) {
+    policy.restore_weights(folder / "policy");  // the policy knows its layout (Qwen2Policy: LoRA adapters)
+  } else {
+    const auto checkpoint = io::SafetensorsCheckpoint::open(folder / "policy");
+    at::NoGradGuard no_grad;
+    for (auto& [name, param] : policy.named_parameters()) param.copy_(io::load_parameter(checkpoint, folder / "policy", name, param));
+  }
+  const auto state_file = folder / "trainer_state.json";
+  return trainer_state_from_json(io::read_json_file(state_file, std::uintmax_t{64} << 20), state_file.string());
 }
 
 inline std::string checkpoint_name(std::int64_t step) { return fmt::format("step-{:06}", step); }
@@ -214,19 +286,28 @@ TrainerState load_checkpoint(const std::filesystem::path& path, P& policy, torch
                              std::vector<at::Tensor> params = {}) {
   if (params.empty()) params = detail::optimizer_params(optimizer);
   const auto folder = resolve_checkpoint(path);
-  if constexpr (SelfRestoringPolicy<P>) {
-    policy.restore_weights(folder / "policy");  // the policy knows its layout (Qwen2Policy: LoRA adapters)
-  } else {
-    const auto checkpoint = io::SafetensorsCheckpoint::open(folder / "policy");
-    at::NoGradGuard no_grad;
-    for (auto& [name, param] : policy.named_parameters()) param.copy_(io::load_parameter(checkpoint, folder / "policy", name, param));
-  }
+  TrainerState state = detail::restore_policy_and_state(folder, policy);
   detail::load_adamw(optimizer, folder / "optimizer.safetensors", params,
                      detail::param_names(params, policy.named_parameters()));
-  std::ifstream in(folder / "trainer_state.json");
-  nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) throw Error((folder / "trainer_state.json").string() + ": invalid JSON");
-  return detail::trainer_state_from_json(j, (folder / "trainer_state.json").string());
+  return state;
+}
+
+/// The same for a ClippedAdamW (what the trainer steps): the weights first, then the moments and
+/// master weights of the tensors this rank steps (ClippedAdamW::restore), so a resumed run
+/// continues bit for bit.
+template <CheckpointablePolicy P>
+TrainerState load_checkpoint(const std::filesystem::path& path, P& policy, ClippedAdamW& optimizer) {
+  const auto folder = resolve_checkpoint(path);
+  TrainerState state = detail::restore_policy_and_state(folder, policy);
+  const auto& params = optimizer.params();
+  const auto names = detail::param_names(params, policy.named_parameters());
+  std::function<at::Tensor(std::size_t, const at::Tensor&)> to_local;
+  if constexpr (TensorParallelPolicy<P>) {
+    // Tensor-parallel: the checkpoint holds whole tensors (Trainer::save_checkpoint gathers them).
+    to_local = [&](std::size_t i, const at::Tensor& whole) { return policy.local_slice(names[i], whole); };
+  }
+  optimizer.restore(detail::read_adamw(folder / "optimizer.safetensors", params, names, optimizer.held(), to_local));
+  return state;
 }
 
 }  // namespace grpo

@@ -1,7 +1,10 @@
 #pragma once
 // grpo::PeakMemory: what a training step's metrics say about memory.
 //
-//   host_rss_peak_gib        the process's peak resident set so far (getrusage; monotone over a run)
+//   host_rss_peak_gib        the process's peak resident set so far (Linux: VmHWM of /proc/self/status,
+//                            which starts again at exec; getrusage's ru_maxrss elsewhere, which on
+//                            Linux keeps the peak of the process image before exec: a launcher's,
+//                            e.g. torchrun's Python with torch loaded; monotone over a run)
 //   cuda_peak_allocated_gib  tensors' peak on the policy's CUDA device during the step
 //   cuda_peak_reserved_gib   the caching allocator's peak reservation there (what nvidia-smi sees,
 //                            less the CUDA context)
@@ -16,7 +19,10 @@
 #include <nlohmann/json.hpp>
 #include <sys/resource.h>
 
+#include <exception>
+#include <fstream>
 #include <optional>
+#include <string>
 
 #include "grpo/cuda/kernels.hpp"
 
@@ -47,12 +53,28 @@ class PeakMemory {
       reset_peaks(cuda_index());
   }
 
+  /// VmHWM ("NNN kB") of /proc/self/status; nullopt where there is none (not Linux).
+  static std::optional<double> linux_peak_rss_bytes() {
+    std::ifstream status("/proc/self/status");
+    std::string line;
+    while (std::getline(status, line)) {
+      if (!line.starts_with("VmHWM:")) continue;
+      try {
+        return std::stod(line.substr(6)) * 1024.0;
+      } catch (const std::exception&) {
+        return std::nullopt;
+      }
+    }
+    return std::nullopt;
+  }
+
   /// This process's peaks (see the header comment).
   [[nodiscard]] MemoryPeaks peaks() const {
     constexpr double gib = 1024.0 * 1024.0 * 1024.0;
     MemoryPeaks out;
-    rusage usage{};
-    if (getrusage(RUSAGE_SELF, &usage) == 0) {
+    if (const auto hwm = linux_peak_rss_bytes()) {
+      out.host_rss_peak_gib = *hwm / gib;
+    } else if (rusage usage{}; getrusage(RUSAGE_SELF, &usage) == 0) {
 #if defined(__APPLE__)
       const double bytes = static_cast<double>(usage.ru_maxrss);  // bytes on macOS
 #else

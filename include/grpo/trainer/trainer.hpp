@@ -45,6 +45,7 @@
 #include "grpo/core/reward_table.hpp"
 #include "grpo/distributed/agreement.hpp"
 #include "grpo/distributed/communicator.hpp"
+#include "grpo/distributed/mesh.hpp"
 #include "grpo/distributed/sharded_optimizer.hpp"
 #include "grpo/optim/adamw.hpp"
 #include "grpo/sampling/prompts.hpp"
@@ -94,8 +95,12 @@ class Trainer {
   [[nodiscard]] const std::vector<std::string>& reward_names() const { return reward_names_; }
   [[nodiscard]] Rewards& rewards() { return rewards_; }
   /// This process's rank and the number of ranks (0 and 1 without distribute()).
+  /// (Under tensor parallelism: the data-parallel rank and size; the ranks of one tensor group
+  /// compute the same step together.)
   [[nodiscard]] int rank() const { return comm_ ? comm_->rank() : 0; }
   [[nodiscard]] int world_size() const { return comm_ ? comm_->world_size() : 1; }
+  /// Whether this process writes the run's files (world rank 0).
+  [[nodiscard]] bool writes() const { return writer_; }
   /// The optimizer: the trainable tensors, AdamW (this rank's shard of it), the schedule.
   [[nodiscard]] ClippedAdamW& optimizer() { return optimizer_; }
 
@@ -125,6 +130,38 @@ class Trainer {
       if (options_.shard_optimizer_state) optimizer_.shard(std::make_shared<OptimizerShards>(comm, optimizer_.params()));
     }
     comm_ = std::move(comm);
+    writer_ = comm_ == nullptr || comm_->rank() == 0;
+  }
+
+  /// Makes this trainer one rank of a tensor x data mesh (grpo::init_device_mesh): the policy is
+  /// split over mesh.tensor (it was built with mesh.tensor_parallel()), batches and gradient sums
+  /// go over mesh.data (see distribute(comm)), and the gradient norm counts every element once
+  /// (each tensor's square sum divided by the ranks of the group that hold a copy of it). The
+  /// ranks of a tensor group draw the same prompts and samples and run every phase together.
+  void distribute(const DeviceMesh& mesh) {
+    // Every rank of the world, the tensor group's included, before any collective they must share.
+    if (mesh.world && mesh.world->world_size() > 1) check_ranks_agree(*mesh.world, "distribute(mesh)", settings());
+    if (mesh.tensor && mesh.tensor->world_size() > 1) {
+      if constexpr (TensorParallelPolicy<P>) {
+        if (policy_.tensor_parallel_size() != mesh.tensor->world_size())
+          throw Error(fmt::format("Trainer::distribute: the policy is split over {} ranks but the mesh's tensor group "
+                                  "has {}; build the policy with mesh.tensor_parallel()",
+                                  policy_.tensor_parallel_size(), mesh.tensor->world_size()));
+        const auto copies = policy_.parameter_copies();  // aligned with parameters()
+        const auto all = policy_.parameters();
+        std::vector<std::int64_t> trained;  // aligned with the optimizer's tensors
+        for (std::size_t i = 0; i < all.size(); ++i)
+          if (all[i].requires_grad()) trained.push_back(copies[i]);
+        optimizer_.set_tensor_parallel(tensor_parallel_norm(mesh.tensor, std::move(trained)));
+      } else {
+        throw Error("Trainer::distribute: this policy cannot be split over a tensor-parallel group (it does not "
+                    "model grpo::TensorParallelPolicy)");
+      }
+    }
+    tensor_ = mesh.tensor;
+    world_ = mesh.world;
+    distribute(mesh.data);
+    writer_ = mesh.is_main();
   }
 
   // ---------------------------------------------------------------------------------------
@@ -291,7 +328,7 @@ class Trainer {
 
   /// Runs until options().steps, writing metrics, samples, progress and checkpoints.
   void train() {
-    const bool main = rank() == 0;  // rank 0 writes; the others only compute
+    const bool main = writes();  // world rank 0 writes; the others only compute
     if (main) {
       std::filesystem::create_directories(options_.output_dir);
       io::remove_write_leftovers(options_.output_dir / "checkpoints");  // a killed run's unfinished checkpoint
@@ -321,17 +358,32 @@ class Trainer {
     TrainerState state{.step = step_, .data_position = data_position_, .update_index = optimizer_.update_index(),
                        .seed = options_.seed, .metrics = last_metrics};
     std::filesystem::path path = options_.output_dir / "checkpoints" / detail::checkpoint_name(step_);
-    const auto moments = optimizer_.moments();  // sharded moments are gathered: the checkpoint is whole
-    if (rank() == 0)
+    auto moments = optimizer_.moments();  // sharded moments are gathered: the checkpoint is whole
+    if (tensor_ && rank() == 0) {
+      // Tensor-parallel: the ranks of data rank 0's tensor group gather every tensor whole (the
+      // moments here, the weights in save_pretrained), so the checkpoint is one process's.
+      if constexpr (TensorParallelPolicy<P>) {
+        const auto names = detail::param_names(optimizer_.params(), policy_.named_parameters());
+        for (std::size_t i = 0; i < moments.size(); ++i)
+          for (at::Tensor* t : {&moments[i].exp_avg, &moments[i].exp_avg_sq, &moments[i].master})
+            if (t->defined()) {
+              auto whole = policy_.gather_whole(names[i], *t);  // every rank joins; only the writer keeps it
+              *t = writes() ? std::move(whole) : at::Tensor();
+            }
+        if (!writes()) policy_.save_pretrained(options_.output_dir / "checkpoints");  // joins the gathers, writes nothing
+      }
+    }
+    if (writes())
       path = grpo::save_checkpoint(options_.output_dir / "checkpoints", policy_, optimizer_.params(), moments, state,
                                    options_.keep_checkpoints);
-    if (comm_) comm_->barrier();
+    if (world_) world_->barrier();
+    else if (comm_) comm_->barrier();
     return path;
   }
 
   /// Continues from a checkpoint (a step-NNNNNN folder, or an output folder: its latest one).
   void resume(const std::filesystem::path& path) {
-    const TrainerState state = grpo::load_checkpoint(path, policy_, optimizer_.adamw(), optimizer_.params());
+    const TrainerState state = grpo::load_checkpoint(path, policy_, optimizer_);  // weights, moments, masters
     step_ = state.step;
     data_position_ = state.data_position;
     optimizer_.set_update_index(state.update_index);
@@ -417,7 +469,10 @@ class Trainer {
   ClippedAdamW optimizer_;  ///< the trainable tensors, in the order of checkpoints; AdamW; the schedule
   std::vector<std::string> reward_names_;
   PeakMemory memory_;
-  std::shared_ptr<Communicator> comm_;  ///< null: one process
+  std::shared_ptr<Communicator> comm_;  ///< the data-parallel group; null: one process
+  std::shared_ptr<Communicator> tensor_;  ///< the tensor-parallel group; null: the policy is whole here
+  std::shared_ptr<Communicator> world_;   ///< every rank (tensor x data); null: see comm_
+  bool writer_ = true;                    ///< this process writes the run's files
   std::int64_t step_ = 0;
   std::uint64_t data_position_ = 0;
   ScoredRollout last_;  ///< the last step's samples, for the completions table

@@ -7,7 +7,6 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
-#include <iostream>
 #include <regex>
 #include <string>
 #include <vector>
@@ -20,6 +19,7 @@
 #include "commands.hpp"
 #include "config.hpp"
 #include "dtype_names.hpp"
+#include "outputs.hpp"
 #include "train_config.hpp"
 
 namespace {
@@ -211,7 +211,7 @@ void run_plan(const PlanArgs& args) {
                        {"update", in_gib(plan.update)}};
   out["total_gib"] = in_gib(plan.total);
   out["fits"] = plan.fits(gpu_bytes);
-  std::cout << out.dump(2) << '\n';
+  lwz::write_stdout(out.dump(2) + "\n");  // checked: a closed or full stdout is an error, not exit 0
 }
 
 void add_plan_commands(CLI::App& app) {

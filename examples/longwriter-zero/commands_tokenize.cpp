@@ -4,7 +4,8 @@
 // output line per non-blank input line, in order, with the input's fields kept in their order and
 // "ids" appended (replacing an input field of that name). The first bad line (invalid JSON, not an
 // object, the field missing or not a string) stops the program with "<source>:<line>: <what is
-// wrong>" on standard error and exit code 1; the lines before it have already been written.
+// wrong>" on standard error and exit code 1, with nothing written: the whole input is read and
+// checked before the first output line (the rule of every JSONL subcommand, docs/model.md).
 #include <grpo/core/error.hpp>
 #include <grpo/tokenizer/tokenizer.hpp>
 

@@ -281,9 +281,11 @@ void run_train(const TrainArgs& args) {
   auto writing = build_writing_reward(rewards_spec.writing, ctx);
   if (comm && main_rank) comm->barrier_without_timeout();
   auto dataset = grpo::PromptDataset::from_jsonl(*prompts_path, ctx.seed);
-  std::fprintf(stderr, "train: %zu prompts (%zu dropped as unanswerable), %lld steps x %lld prompts x %lld samples\n",
-               dataset.size(), dataset.dropped(), static_cast<long long>(options.steps),
-               static_cast<long long>(options.prompts_per_step), static_cast<long long>(options.group_size));
+  if (main_rank) {
+    std::fprintf(stderr, "train: %zu prompts (%zu dropped as unanswerable), %lld steps x %lld prompts x %lld samples\n",
+                 dataset.size(), dataset.dropped(), static_cast<long long>(options.steps),
+                 static_cast<long long>(options.prompts_per_step), static_cast<long long>(options.group_size));
+  }
   std::optional<grpo::Qwen2Policy> reference;
   if (loss.kl_coef > 0 && policy_spec.lora) {
     reference.emplace(policy.base_model_view());  // the base model: the policy with its adapters off, no second copy

@@ -163,6 +163,23 @@ TEST_CASE("data parallel: rank 0 alone writes metrics, every rank's samples and 
   });
   for (const auto& m : disagree) CHECK_THAT(m, Catch::Contains("rank 1 has epochs = 2 but rank 0 has 1"));
 
+  // The same over a tensor x data mesh: the two ranks of one tensor group (D = 1) compare their
+  // settings over the world before the policy's split is even looked at.
+  std::vector<std::string> tensor_group(2);
+  run_mesh(2, 2, [&](int r, grpo::DeviceMesh& mesh) {
+    ToyPolicy policy;
+    auto options = toy_options(dir);
+    options.master_weights = r == 1;
+    grpo::Trainer trainer(policy, grpo::RewardSet{share_of_a}, grpo::GroupNormalized{}, grpo::ClippedSurrogateLoss{},
+                          toy_prompts(), options);
+    try {
+      trainer.distribute(mesh);
+    } catch (const grpo::Error& e) {
+      tensor_group[static_cast<std::size_t>(r)] = e.what();
+    }
+  });
+  for (const auto& m : tensor_group) CHECK_THAT(m, Catch::Contains("rank 1 has master_weights = 1 but rank 0 has 0"));
+
   // A difference that would change the first collectives (a reference policy to broadcast on one
   // rank only; another model) is named before any of them runs.
   std::vector<std::string> shape(2);

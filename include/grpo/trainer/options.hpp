@@ -115,6 +115,7 @@ struct TrainerOptions {
             {"save_final", save_final ? 1 : 0},
             {"log_samples_every", log_samples_every},
             {"shard_optimizer_state", shard_optimizer_state ? 1 : 0},
+            {"master_weights", master_weights ? 1 : 0},
             {"dynamic_sampling_rounds", dynamic_sampling_rounds}};
   }
 

@@ -213,19 +213,26 @@ inline void synchronize_gradients(Communicator& comm, std::span<const at::Tensor
 /// The rank that owns each tensor when optimizer state is sharded (ZeRO stage 1): largest tensor
 /// first to the rank with the fewest elements so far (the lowest rank on a tie), so every rank
 /// computes the same plan and the shards differ by at most one tensor's size.
-inline std::vector<int> shard_owners(std::span<const at::Tensor> params, int world_size) {
-  std::vector<std::size_t> order(params.size());
+/// The same rule on element counts (what grpo/plan/memory_plan.hpp plans with, before any tensor exists).
+inline std::vector<int> shard_owners(std::span<const std::int64_t> numels, int world_size) {
+  std::vector<std::size_t> order(numels.size());
   for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::stable_sort(order.begin(), order.end(),
-                   [&](std::size_t a, std::size_t b) { return params[a].numel() > params[b].numel(); });
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return numels[a] > numels[b]; });
   std::vector<std::int64_t> load(static_cast<std::size_t>(std::max(1, world_size)), 0);
-  std::vector<int> owner(params.size(), 0);
+  std::vector<int> owner(numels.size(), 0);
   for (std::size_t i : order) {
     const auto r = static_cast<std::size_t>(std::min_element(load.begin(), load.end()) - load.begin());
     owner[i] = static_cast<int>(r);
-    load[r] += params[i].numel();
+    load[r] += numels[i];
   }
   return owner;
+}
+
+inline std::vector<int> shard_owners(std::span<const at::Tensor> params, int world_size) {
+  std::vector<std::int64_t> numels;
+  numels.reserve(params.size());
+  for (const auto& p : params) numels.push_back(p.numel());
+  return shard_owners(std::span<const std::int64_t>(numels), world_size);
 }
 
 /// Every rank's `params` take rank 0's values (as DistributedDataParallel does at construction).

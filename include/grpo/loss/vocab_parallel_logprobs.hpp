@@ -79,38 +79,23 @@ struct VocabParallelTokenLogprobs : torch::autograd::Function<VocabParallelToken
       finish_partials(p, lse.narrow(0, start, n), logprobs.narrow(0, start, n),
                       with_entropy ? entropy.narrow(0, start, n) : at::Tensor());
     }
+    // What ChunkedTokenLogprobs saves, so its backward serves this function too (block > 0: tiles).
     ctx->saved_data["chunk_size"] = chunk_size;
     ctx->saved_data["temperature"] = temperature;
-    ctx->saved_data["block"] = block;
+    ctx->saved_data["vocab_block"] = block;
     ctx->save_for_backward({hidden, weight, local_targets, lse, entropy});
     ctx->set_materialize_grads(false);
     if (with_entropy) return {logprobs, entropy};
     return {logprobs};
   }
 
-  // dL/dz_v of this rank's columns (ChunkedTokenLogprobs::backward's formula, with the global lse
-  // and entropy); dL/dh is this rank's part of the sum over columns.
+  // dL/dz_v of this rank's columns is ChunkedTokenLogprobs::backward's, with the global lse and
+  // entropy saved above and the targets local ("not here" outside [0, V/T)): its tile path, as it
+  // is. dL/dh is this rank's part of the sum over columns (copy_to_tensor_group sums it).
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
-    const auto saved = ctx->get_saved_variables();
-    const at::Tensor& hidden = saved[0];
-    const at::Tensor& weight = saved[1];
-    const double temperature = ctx->saved_data["temperature"].toDouble();
-    const at::Tensor grad_logprob = grads[0];
-    const at::Tensor grad_entropy = grads.size() > 1 ? grads[1] : at::Tensor();
-    const bool want_hidden = ctx->needs_input_grad(0);
-    const bool want_weight = ctx->needs_input_grad(1);
-    torch::autograd::variable_list result(8);
-    if ((!grad_logprob.defined() && !grad_entropy.defined()) || (!want_hidden && !want_weight)) return result;
-    const LogitPlan plan = make_logit_plan(weight, temperature);
-    const at::Tensor w = plan.upcast ? weight.to(plan.logit_type) : weight;
-    at::Tensor grad_hidden = want_hidden ? at::empty(hidden.sizes(), hidden.options().dtype(w.scalar_type())) : at::Tensor();
-    at::Tensor grad_weight = want_weight ? at::zeros(w.sizes(), w.options()) : at::Tensor();
-    backward_tiles(hidden, w, saved[2], saved[3], saved[4], grad_logprob, grad_entropy,
-                   ctx->saved_data["chunk_size"].toInt(), ctx->saved_data["block"].toInt(), plan, grad_hidden,
-                   grad_weight);
-    if (want_hidden) result[0] = grad_hidden.to(hidden.scalar_type());
-    if (want_weight) result[1] = grad_weight.to(weight.scalar_type());
+    auto result = ChunkedTokenLogprobs::backward(ctx, std::move(grads));
+    result.resize(8);  // one more input here: the group handle
     return result;
   }
 };

@@ -69,6 +69,16 @@ inline std::string dtype_name(c10::ScalarType type) {
   }
 }
 
+/// This rank's `slice` of the checkpoint's tensor `name`, read from the mapping and shape-checked
+/// (the whole tensor: `parameter`'s shape with slice.full along slice.dim).
+inline at::Tensor read_parameter_slice(const io::SafetensorsCheckpoint& checkpoint, const std::string& name,
+                                       const at::Tensor& parameter, const ParameterSlice& slice,
+                                       const io::TensorLoadOptions& load) {
+  std::vector<std::int64_t> whole(parameter.sizes().begin(), parameter.sizes().end());
+  whole[static_cast<std::size_t>(slice.dim)] = slice.full;
+  return checkpoint.require_slice(name, whole, slice.dim, slice.slice.start, slice.slice.length, load);
+}
+
 /// Copies every parameter of `module` from `checkpoint` (shape-checked; with tensor parallelism
 /// this rank's slice of each tensor, `shard`). Tensors the checkpoint holds that nothing uses were
 /// refused before (check_qwen2_checkpoint_shapes).
@@ -79,13 +89,8 @@ inline void load_parameters(torch::nn::Module& module, const io::SafetensorsChec
   for (auto& item : module.named_parameters()) {
     auto& parameter = item.value();
     const auto slice = qwen2_parameter_slice(item.key(), shard);
-    if (slice.whole()) {
-      parameter.copy_(checkpoint.require(item.key(), parameter.sizes(), load));
-    } else {
-      std::vector<std::int64_t> whole(parameter.sizes().begin(), parameter.sizes().end());
-      whole[static_cast<std::size_t>(slice.dim)] = slice.full;
-      parameter.copy_(checkpoint.require_slice(item.key(), whole, slice.dim, slice.slice.start, slice.slice.length, load));
-    }
+    parameter.copy_(slice.whole() ? checkpoint.require(item.key(), parameter.sizes(), load)
+                                  : read_parameter_slice(checkpoint, item.key(), parameter, slice, load));
   }
 }
 

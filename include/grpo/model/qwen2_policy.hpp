@@ -264,14 +264,10 @@ class Qwen2Policy {
       const auto& shard = model_->model->shard();
       for (auto& [name, param] : named_parameters()) {
         const auto slice = qwen2_parameter_slice(name, shard);
-        if (slice.whole()) {
-          param.copy_(io::load_parameter(checkpoint, folder, name, param));
-        } else {  // tensor-parallel: this rank's slice of the whole tensor, read from the mapping
-          std::vector<std::int64_t> whole(param.sizes().begin(), param.sizes().end());
-          whole[static_cast<std::size_t>(slice.dim)] = slice.full;
-          param.copy_(checkpoint.require_slice(name, whole, slice.dim, slice.slice.start, slice.slice.length,
-                                               {.device = param.device(), .dtype = param.scalar_type()}));
-        }
+        // tensor-parallel: this rank's slice of the whole tensor, read from the mapping
+        param.copy_(slice.whole() ? io::load_parameter(checkpoint, folder, name, param)
+                                  : detail::read_parameter_slice(checkpoint, name, param, slice,
+                                                                 {.device = param.device(), .dtype = param.scalar_type()}));
       }
       return;
     }

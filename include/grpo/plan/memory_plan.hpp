@@ -81,11 +81,13 @@
 #include <functional>
 #include <initializer_list>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "grpo/core/error.hpp"
+#include "grpo/distributed/communicator.hpp"
 #include "grpo/model/qwen2_config.hpp"
 #include "grpo/model/qwen2_sharding.hpp"
 
@@ -255,12 +257,12 @@ struct MemoryPlan {
 
 namespace detail {
 
-/// The elements the most loaded of `owners` keeps when tensors go whole, largest first, each to
-/// the least loaded owner: the rule of shard_owners (grpo/distributed/communicator.hpp).
-inline std::int64_t most_loaded_owner(std::vector<std::int64_t> numels, std::int64_t owners) {
-  std::stable_sort(numels.begin(), numels.end(), std::greater<>());
+/// The most elements one data-parallel rank steps when the trained tensors (their element counts)
+/// are split by shard_owners (grpo/distributed/communicator.hpp), the rule OptimizerShards uses.
+inline std::int64_t most_loaded_owner(const std::vector<std::int64_t>& numels, std::int64_t owners) {
+  const auto owner = shard_owners(std::span<const std::int64_t>(numels), static_cast<int>(std::max<std::int64_t>(1, owners)));
   std::vector<std::int64_t> load(static_cast<std::size_t>(std::max<std::int64_t>(1, owners)), 0);
-  for (const auto n : numels) *std::min_element(load.begin(), load.end()) += n;
+  for (std::size_t i = 0; i < numels.size(); ++i) load[static_cast<std::size_t>(owner[i])] += numels[i];
   return *std::max_element(load.begin(), load.end());
 }
 

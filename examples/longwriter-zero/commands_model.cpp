@@ -14,6 +14,7 @@
 #include <grpo/model/qwen2_generate.hpp>
 #include <grpo/model/qwen2_policy.hpp>
 #include <grpo/tokenizer/tokenizer.hpp>
+#include <grpo/trainer/checkpoint.hpp>
 
 #include <ATen/Context.h>
 #include <fmt/format.h>
@@ -370,6 +371,7 @@ void add_logprobs(CLI::App& app) {
 void add_convert(CLI::App& app) {
   struct Options {
     std::string model;
+    std::string checkpoint;
     std::string adapter;
     std::string out;
     std::string dtype = "float32";
@@ -380,9 +382,15 @@ void add_convert(CLI::App& app) {
       "convert",
       "Loads a Qwen2 checkpoint folder (causal LM or sequence classification) and writes it again with grpo's writer: "
       "another dtype, other shards; the tokenizer and generation files are copied. With --adapter, a PEFT LoRA "
-      "adapter is merged into the weights (W + scaling B A) and kept beside them in adapter/. The result loads in "
-      "transformers.");
-  cmd->add_option("--model", o->model, "Hugging Face checkpoint folder to read")->required();
+      "adapter is merged into the weights (W + scaling B A) and kept beside them in adapter/. With --checkpoint, a "
+      "sharded training checkpoint (trainer.checkpoint_layout; every rank's slices) is written whole, one tensor at "
+      "a time, in its stored dtype. The result loads in transformers.");
+  auto* model = cmd->add_option("--model", o->model, "Hugging Face checkpoint folder to read");
+  auto* checkpoint = cmd->add_option(
+      "--checkpoint", o->checkpoint,
+      "sharded training checkpoint to read: a step-NNNNNN folder, or a run's output folder (its latest checkpoint)");
+  model->excludes(checkpoint);
+  checkpoint->excludes(model);
   cmd->add_option("--adapter", o->adapter, "PEFT LoRA adapter folder to merge into a causal LM");
   cmd->add_option("--out", o->out,
                   "folder to write (replaced atomically; it may hold only a checkpoint, and may not be or contain --model "
@@ -390,7 +398,23 @@ void add_convert(CLI::App& app) {
       ->required();
   cmd->add_option("--dtype", o->dtype, "float32 or bfloat16")->capture_default_str();
   cmd->add_option("--max-shard-bytes", o->max_shard_bytes, "largest safetensors shard")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->callback([o] {
+  cmd->callback([o, cmd] {
+    if (o->model.empty() && o->checkpoint.empty()) throw grpo::Error("--model or --checkpoint is required");
+    if (!o->checkpoint.empty()) {
+      if (!o->adapter.empty()) throw grpo::Error("--adapter: applies to --model; a sharded checkpoint has no adapters");
+      if (cmd->count("--dtype") > 0)
+        throw grpo::Error("--dtype: a sharded checkpoint is written in its stored dtype; convert the result again "
+                          "with --model for another");
+      const auto folder = grpo::resolve_checkpoint(o->checkpoint);
+      if (!grpo::is_sharded_checkpoint(folder)) {
+        throw grpo::Error(fmt::format("--checkpoint {}: {} is a whole checkpoint (no shards/index.json); its policy/ "
+                                      "folder is already a Hugging Face folder (convert --model {})",
+                                      o->checkpoint, folder.string(), (folder / "policy").string()));
+      }
+      lwz::check_checkpoint_destination(o->out, {folder}, "--out");
+      grpo::export_sharded_policy(folder / "shards", o->out, {.max_shard_bytes = o->max_shard_bytes});
+      return;
+    }
     // Before any work: the source is a readable checkpoint folder, and --out may be replaced as a
     // whole (not the source, nothing but a checkpoint of ours in it).
     lwz::check_model_folder(o->model, "--model");

@@ -180,15 +180,11 @@ void run_train(const TrainArgs& args) {
     ctx.device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(launch.local_rank));
   // parallel.tensor = T: WORLD_SIZE = T x D; the policy is split over each T consecutive ranks.
   const auto parallel = read_parallel(root_again.section("parallel"));
-  if (parallel.sequence) {
-    throw grpo::Error(fmt::format("{}: parallel.sequence: sequence parallelism is not implemented yet; remove the key "
-                                  "(or set it to false)",
-                                  ctx.config.source));
-  }
   const auto mesh = grpo::init_device_mesh(launch, ctx.device, static_cast<int>(parallel.tensor), process_group,
                                            fmt::format("{}: parallel.tensor", ctx.config.source));
   const auto& comm = mesh.world;
   ctx.tensor_parallel = mesh.tensor_parallel();
+  ctx.sequence_parallel = parallel.sequence;  // no effect with T = 1 (nothing to split the tokens over)
   const int data_size = mesh.at.data_size;
   const bool main_rank = launch.rank == 0;
   if (comm) {
@@ -217,6 +213,11 @@ void run_train(const TrainArgs& args) {
   auto tokenizer = load_tokenizer(ctx, policy_spec.model);
   auto options = read_trainer(root_again.section("trainer"), ctx, tokenizer);
   root_again.finish();
+  if (policy_spec.lora && options.checkpoint_layout == grpo::CheckpointLayout::sharded) {
+    throw grpo::Error(fmt::format("{}: trainer.checkpoint_layout = \"sharded\": LoRA runs (policy.lora) save their "
+                                  "adapters in PEFT's layout; use \"whole\" or \"auto\"",
+                                  ctx.config.source));
+  }
   check_model_folders();
   if (data_size > 1 && options.prompts_per_step % data_size != 0) {
     throw grpo::Error(fmt::format("{}: trainer.prompts_per_step: expected a multiple of the data-parallel size {} "
@@ -291,7 +292,8 @@ void run_train(const TrainArgs& args) {
     reference.emplace(policy.base_model_view());  // the base model: the policy with its adapters off, no second copy
   } else if (loss.kl_coef > 0) {
     reference.emplace(grpo::Qwen2Policy::load(policy_spec.model ? *policy_spec.model : ctx.output_dir / "base-policy",
-                                              {.device = ctx.device, .dtype = ctx.dtype, .tensor_parallel = ctx.tensor_parallel}));
+                                              {.device = ctx.device, .dtype = ctx.dtype, .tensor_parallel = ctx.tensor_parallel,
+                                               .sequence_parallel = ctx.sequence_parallel}));
     for (auto& p : reference->parameters()) p.set_requires_grad(false);
   }
   grpo::RewardSet rewards{rewards_spec.length, std::move(writing), rewards_spec.format};

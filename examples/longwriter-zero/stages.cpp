@@ -112,7 +112,8 @@ grpo::Qwen2Policy build_policy(const PolicySpec& spec, const RunContext& ctx, co
   // Split over the tensor-parallel group when loaded; the warm-up below runs whole, on rank 0 alone.
   const grpo::Qwen2LoadOptions load{.device = ctx.device, .dtype = ctx.dtype,
                                     .activation_checkpointing = spec.activation_checkpointing,
-                                    .tensor_parallel = ctx.tensor_parallel};
+                                    .tensor_parallel = ctx.tensor_parallel,
+                                    .sequence_parallel = ctx.sequence_parallel};
   if (spec.model) return grpo::Qwen2Policy::load(*spec.model, load, policy_options);
   const auto init_where = fmt::format("{}: policy.init.config", ctx.config.source);
   if (!spec.warmup_data) {  // random weights (benchmarks): nothing worth caching
@@ -123,7 +124,8 @@ grpo::Qwen2Policy build_policy(const PolicySpec& spec, const RunContext& ctx, co
     const auto config = config_from_json(spec.init_config, init_where);
     grpo::Qwen2Model model(config, grpo::Qwen2Options{.device = ctx.device, .dtype = ctx.dtype,
                                                       .activation_checkpointing = spec.activation_checkpointing,
-                                                      .tensor_parallel = ctx.tensor_parallel});
+                                                      .tensor_parallel = ctx.tensor_parallel,
+                                                      .sequence_parallel = ctx.sequence_parallel});
     return grpo::Qwen2Policy(model, load_tokenizer(ctx, std::nullopt), policy_options);
   }
   const fs::path base = ctx.output_dir / "base-policy";
@@ -210,13 +212,15 @@ grpo::WritingReward build_writing_reward(const WritingSpec& spec, const RunConte
     torch::manual_seed(ctx.seed + 1 + 7919 * static_cast<std::uint64_t>(ctx.tensor_parallel.rank()));
     grpo::Qwen2RewardModel model(
         config_from_json(spec.init_config, fmt::format("{}: rewards.writing.init.config", ctx.config.source)),
-        grpo::Qwen2Options{.device = ctx.device, .dtype = ctx.dtype, .tensor_parallel = ctx.tensor_parallel});
+        grpo::Qwen2Options{.device = ctx.device, .dtype = ctx.dtype, .tensor_parallel = ctx.tensor_parallel,
+                           .sequence_parallel = ctx.sequence_parallel});
     return grpo::WritingReward(model, load_tokenizer(ctx, std::nullopt), spec.score);
   }
   const fs::path dir = spec.model ? *spec.model : train_or_reuse_reward_model(spec, ctx, ctx.output_dir / "reward-model");
   // Split over the policy's tensor-parallel group (trained whole, on rank 0 alone, above).
   auto model = grpo::load_qwen2_reward_model(dir, {.device = ctx.device, .dtype = ctx.dtype,
-                                                   .tensor_parallel = ctx.tensor_parallel});
+                                                   .tensor_parallel = ctx.tensor_parallel,
+                                                   .sequence_parallel = ctx.sequence_parallel});
   auto tokenizer = ctx.tokenizer_path.empty() ? grpo::Tokenizer::from_file(dir) : grpo::Tokenizer::from_file(ctx.tokenizer_path);
   return grpo::WritingReward(model, std::move(tokenizer), spec.score);
 }

@@ -183,6 +183,7 @@ grpo::TrainerOptions read_trainer(Section s, const RunContext& ctx, const grpo::
   o.save_every = s.integer("save_every", o.save_every);
   o.keep_checkpoints = s.integer("keep_checkpoints", o.keep_checkpoints);
   o.save_final = s.boolean("save_final", o.save_final);
+  o.checkpoint_layout = s.choice("checkpoint_layout", grpo::CheckpointLayout::automatic, grpo::checkpoint_layout_names);
   o.log_samples_every = s.integer("log_samples_every", o.log_samples_every);
   o.log_samples_per_group = s.integer("log_samples_per_group", o.log_samples_per_group);
   s.finish();

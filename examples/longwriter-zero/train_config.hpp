@@ -52,6 +52,7 @@ struct RunContext {
   bool reuse_only = false;
   /// The tensor-parallel group the policy is split over (parallel.tensor; none when 1).
   grpo::TensorParallel tensor_parallel{};
+  bool sequence_parallel = false;  ///< parallel.sequence: the models' forwards split tokens over the group too
 };
 
 /// Reads the top-level settings shared by every command into `ctx` (whose config `root` views):

@@ -12,8 +12,9 @@
 //   policy.restore_weights(folder)  how load_checkpoint restores a policy   copy named_parameters() by
 //                                   (concept grpo::SelfRestoringPolicy)     name from folder's safetensors
 //   policy.parameter_copies(),      how a policy split over a tensor-       none: such a policy cannot
-//   gather_whole, local_slice       parallel group counts, saves and        be split (Trainer::distribute
-//                                   resumes (concept TensorParallelPolicy)  with a mesh of T > 1 refuses it)
+//   gather_whole, local_slice,      parallel group counts, saves and        be split (Trainer::distribute
+//   parameter_slice, save_config    resumes (concept TensorParallelPolicy)  with a mesh of T > 1 refuses it)
+//                                                                           nor write sharded checkpoints
 //   grpo::sample_metric_names(r),   numbers a reward reports about each     none
 //   grpo::sample_metrics(r, s, out) sample (metrics means, eval's columns)
 //

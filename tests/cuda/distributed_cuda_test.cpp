@@ -19,7 +19,7 @@
 #include <thread>
 #include <vector>
 
-TEST_CASE("NCCL collectives: bucketed sums in float32 and bfloat16, gathers, broadcast, gradient sums", "[cuda][distributed]") {
+TEST_CASE("NCCL collectives: bucketed sums in float32 and bfloat16, gathers, reduce-scatter, broadcast, gradient sums", "[cuda][distributed]") {
   const int W = std::min<int>(2, static_cast<int>(c10::cuda::device_count()));
   REQUIRE(W >= 1);
   const double total = W * (W + 1) / 2.0;  // ranks hold 1, 2, ...
@@ -28,7 +28,7 @@ TEST_CASE("NCCL collectives: bucketed sums in float32 and bfloat16, gathers, bro
   ::setenv("TORCH_FR_BUFFER_SIZE", "0", /*overwrite=*/1);
   auto store = c10::make_intrusive<c10d::HashStore>();
   std::vector<std::exception_ptr> errors(static_cast<std::size_t>(W));
-  std::vector<at::Tensor> sums(W), bf16(W), gathered(W), broadcasted(W), grads(W), received(W);
+  std::vector<at::Tensor> sums(W), bf16(W), gathered(W), scattered(W), broadcasted(W), grads(W), received(W);
   std::vector<std::vector<std::string>> texts(W);
   std::vector<std::vector<double>> host(W);
   std::vector<std::thread> threads;
@@ -50,6 +50,8 @@ TEST_CASE("NCCL collectives: bucketed sums in float32 and bfloat16, gathers, bro
         host[i] = grpo::all_reduce_sum(comm, std::vector<double>{0.5 * r, 1.0});
         texts[i] = grpo::all_gather(comm, std::string(static_cast<std::size_t>(r + 1), static_cast<char>('a' + r)));
         gathered[i] = comm.all_gather(at::full({1, 2}, static_cast<double>(r), on.dtype(at::kDouble))).cpu();
+        // NCCL's reduce-scatter: rank r holds rows k * (r + 1); it receives row r of the sum, r * total
+        scattered[i] = comm.reduce_scatter_sum(at::arange(W, on.dtype(at::kFloat)).mul(r + 1.0).unsqueeze(1).repeat({1, 3})).cpu();
         std::vector<at::Tensor> b{at::full({3}, 10.0 * (r + 1), on.dtype(at::kFloat))};
         grpo::broadcast(comm, b, 0);
         broadcasted[i] = b[0].cpu();
@@ -83,6 +85,7 @@ TEST_CASE("NCCL collectives: bucketed sums in float32 and bfloat16, gathers, bro
     for (int r = 0; r < W; ++r) CHECK(texts[i][static_cast<std::size_t>(r)] == std::string(static_cast<std::size_t>(r + 1), static_cast<char>('a' + r)));
     REQUIRE(gathered[i].size(0) == W);
     for (int r = 0; r < W; ++r) CHECK(gathered[i][r][1].item<double>() == r);
+    CHECK(at::equal(scattered[i], at::full({1, 3}, static_cast<double>(i) * total, at::kFloat)));
     CHECK(at::equal(broadcasted[i], at::full({3}, 10.0, at::kFloat)));
     CHECK(at::equal(grads[i], at::full({2}, total, at::kFloat)));
     if (W == 2) CHECK(at::equal(received[i], at::full({5}, 7.0, at::kFloat)));

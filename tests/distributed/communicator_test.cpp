@@ -1,6 +1,7 @@
 // The collectives, the launcher's environment and the optimizer-state sharding plan, over 2 or 3
 // Gloo ranks run as threads of one process (rank_threads.hpp). The reference for every number is
 // arithmetic by hand.
+#include <ATen/ops/arange.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/equal.h>
 #include <ATen/ops/full.h>
@@ -48,9 +49,9 @@ class ScopedEnv {
 
 }  // namespace
 
-TEST_CASE("collectives: bucketed sums, broadcast, gather and gradient sums over 3 ranks", "[distributed]") {
+TEST_CASE("collectives: bucketed sums, broadcast, gather, reduce-scatter and gradient sums over 3 ranks", "[distributed]") {
   constexpr int W = 3;
-  std::vector<at::Tensor> sums(W), bf16(W), gathered(W), broadcasted(W), grads_a(W), grads_b(W), grads_c(W);
+  std::vector<at::Tensor> sums(W), bf16(W), gathered(W), scattered(W), broadcasted(W), grads_a(W), grads_b(W), grads_c(W);
   std::vector<std::vector<double>> host(W);
   run_ranks(W, [&](int r, const std::shared_ptr<grpo::ProcessGroupCommunicator>& comm) {
     const auto i = static_cast<std::size_t>(r);
@@ -64,6 +65,8 @@ TEST_CASE("collectives: bucketed sums, broadcast, gather and gradient sums over 
     bf16[i] = ts[3];
     host[i] = grpo::all_reduce_sum(*comm, std::vector<double>{0.5 * r, 1.0});
     gathered[i] = comm->all_gather(at::full({2, 2}, static_cast<double>(r), at::kDouble));
+    // rank r holds rows k * (r + 1), k = 0..5: rows [2r, 2r + 2) of the sum, 6 * k each
+    scattered[i] = comm->reduce_scatter_sum(at::arange(6, at::kFloat).mul(r + 1.0).unsqueeze(1).repeat({1, 2}));
     std::vector<at::Tensor> b{at::full({3}, 10.0 * (r + 1), at::kFloat)};
     grpo::broadcast(*comm, b, /*root=*/0);
     broadcasted[i] = b[0];
@@ -85,6 +88,7 @@ TEST_CASE("collectives: bucketed sums, broadcast, gather and gradient sums over 
     CHECK(at::equal(bf16[i].to(at::kFloat), at::full({4}, 6.0, at::kFloat)));
     CHECK(host[i] == std::vector<double>{1.5, 3.0});
     CHECK(at::equal(gathered[i], at::tensor({0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0}, at::kDouble).reshape({6, 2})));
+    CHECK(at::equal(scattered[i], at::tensor({12.0f * i, 12.0f * i, 12.0f * i + 6, 12.0f * i + 6}, at::kFloat).reshape({2, 2})));
     CHECK(at::equal(broadcasted[i], at::full({3}, 10.0, at::kFloat)));
     CHECK(at::equal(grads_a[i], at::full({2}, 6.0, at::kFloat)));
     REQUIRE(grads_b[i].defined());  // rank 0 and 2 had none: they receive rank 1's

@@ -2,7 +2,8 @@
 // ranks, and a T = 2 x D = 2 mesh, run as threads of one process (rank_threads.hpp). References:
 // the transformers outputs of tests/python/fixtures/qwen2.py (logits, log-probs, entropies,
 // greedy tokens) and the same model in one process (log-probs, gradients, sampled tokens, saved
-// tensors). Fixture models: tied and untied output projections, key/value heads split (KV >= T)
+// tensors). Sequence parallelism (Qwen2Options::sequence_parallel: the residual stream's tokens
+// split over T too, padded to a multiple of T) must give the same. Fixture models: tied and untied output projections, key/value heads split (KV >= T)
 // and replicated (mqa: KV = 1 < T = 2; gqa4_sharded: KV = 2 < T = 4), a 10-file sharded index.
 //
 // Catch2 assertions are not thread-safe: ranks record what they computed, the test thread checks.
@@ -117,11 +118,13 @@ TEST_CASE("a tensor-parallel Qwen2 gives transformers' logits, log-probs and ent
   struct Case {
     std::string model;
     Mesh mesh;
+    bool sequence = false;  // sequence parallelism too: the tokens of the residual stream split over T
   };
-  const std::vector<Case> cases = {{"tied_gqa2", {2, 2}},    {"untied_mha", {2, 2}}, {"mqa", {2, 2}},
-                                   {"gqa4_sharded", {4, 4}}, {"tied_gqa2", {4, 2}}};
-  for (const auto& [name, mesh] : cases) {
-    INFO(name << " on T = " << mesh.tensor << " x D = " << mesh.world / mesh.tensor);
+  const std::vector<Case> cases = {{"tied_gqa2", {2, 2}},       {"untied_mha", {2, 2}},       {"mqa", {2, 2}},
+                                   {"gqa4_sharded", {4, 4}},    {"tied_gqa2", {4, 2}},        {"tied_gqa2", {2, 2}, true},
+                                   {"untied_mha", {2, 2}, true}, {"gqa4_sharded", {4, 4}, true}, {"tied_gqa2", {4, 2}, true}};
+  for (const auto& [name, mesh, sequence] : cases) {
+    INFO(name << " on T = " << mesh.tensor << " x D = " << mesh.world / mesh.tensor << (sequence ? ", sequence parallel" : ""));
     // One process: the reference gradients.
     auto whole = grpo::load_qwen2(fixtures / name);
     whole->eval();
@@ -139,7 +142,7 @@ TEST_CASE("a tensor-parallel Qwen2 gives transformers' logits, log-probs and ent
     };
     std::vector<RankResult> results(static_cast<std::size_t>(mesh.world));
     grpo_test::run_mesh(mesh.world, mesh.tensor, [&](int rank, grpo::DeviceMesh& m) {
-      auto model = grpo::load_qwen2(fixtures / name, {.tensor_parallel = m.tensor_parallel()});
+      auto model = grpo::load_qwen2(fixtures / name, {.tensor_parallel = m.tensor_parallel(), .sequence_parallel = sequence});
       model->eval();
       auto& out = results[static_cast<std::size_t>(rank)];
       {
@@ -174,9 +177,13 @@ TEST_CASE("a tensor-parallel Qwen2 gives transformers' logits, log-probs and ent
       CHECK(masked_max_difference(out.entropy, reference.entropy.detach(), scored) <
             1e-5 * std::max(1.0, reference.entropy.abs().max().item<double>()));
       CHECK(out.parameters == whole_grads.size());
+      // Sequence parallelism sums every block's input gradient over the group once more (the
+      // reduce-scatter of the tokens, in Gloo's ring order for another buffer layout): float32
+      // sums of T terms in another order at every layer. A wrong gradient is off by O(0.1-1).
+      const double tolerance = sequence ? 3e-5 : 1e-5;
       for (const auto& [param, error] : out.grad_errors) {
         INFO(param);
-        CHECK(error < 1e-5);
+        CHECK(error < tolerance);
       }
     }
   }
@@ -282,10 +289,13 @@ TEST_CASE("a tensor-parallel reward model gives transformers' scores and one pro
   whole->forward(ids, mask).sum().backward();
   std::map<std::string, at::Tensor> whole_grads;
   for (const auto& item : whole->named_parameters()) whole_grads[item.key()] = item.value().grad();
+  for (const bool sequence : {false, true}) {
+  INFO((sequence ? "sequence parallel" : "tensor parallel"));
   std::vector<at::Tensor> scores(2);
   std::vector<double> worst(2, 0.0);
   grpo_test::run_mesh(2, 2, [&](int rank, grpo::DeviceMesh& m) {
-    auto model = grpo::load_qwen2_reward_model(fixtures / "reward", {.tensor_parallel = m.tensor_parallel()});
+    auto model = grpo::load_qwen2_reward_model(fixtures / "reward",
+                                               {.tensor_parallel = m.tensor_parallel(), .sequence_parallel = sequence});
     model->eval();
     const auto out = model->forward(ids, mask);
     scores[static_cast<std::size_t>(rank)] = out.detach();
@@ -303,6 +313,7 @@ TEST_CASE("a tensor-parallel reward model gives transformers' scores and one pro
     CHECK((scores[static_cast<std::size_t>(r)] - expected("reward", "rm_scores")).abs().max().item<double>() < 1e-4);
     CHECK(worst[static_cast<std::size_t>(r)] < 1e-5);
   }
+  }
 }
 
 TEST_CASE("activation checkpointing under tensor parallelism recomputes the same gradients", "[distributed][tensor_parallel]") {
@@ -315,9 +326,13 @@ TEST_CASE("activation checkpointing under tensor parallelism recomputes the same
   weighted_loss(grpo::teacher_forced_logprobs(whole, batch, options)).backward();
   std::map<std::string, at::Tensor> whole_grads;
   for (const auto& item : whole->named_parameters()) whole_grads[item.key()] = item.value().grad();
+  for (const bool sequence : {false, true}) {
+  INFO((sequence ? "sequence parallel" : "tensor parallel"));
   std::vector<double> worst(2, 0.0);
   grpo_test::run_mesh(2, 2, [&](int rank, grpo::DeviceMesh& m) {
-    auto model = grpo::load_qwen2(fixtures / name, {.activation_checkpointing = true, .tensor_parallel = m.tensor_parallel()});
+    auto model = grpo::load_qwen2(fixtures / name, {.activation_checkpointing = true,
+                                                    .tensor_parallel = m.tensor_parallel(),
+                                                    .sequence_parallel = sequence});
     model->train();
     weighted_loss(grpo::teacher_forced_logprobs(model, batch, options)).backward();
     for (const auto& item : model->named_parameters()) {
@@ -331,4 +346,5 @@ TEST_CASE("activation checkpointing under tensor parallelism recomputes the same
   });
   CHECK(worst[0] < 1e-5);
   CHECK(worst[1] < 1e-5);
+  }
 }

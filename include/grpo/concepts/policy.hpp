@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "grpo/core/generation.hpp"
+#include "grpo/core/tensor_slice.hpp"
 
 namespace grpo {
 
@@ -64,7 +65,11 @@ concept SelfRestoringPolicy = CheckpointablePolicy<P> && requires(P& p, const st
 ///   gather_whole(name, t)   the whole tensor of parameter `name` from this rank's slice t (e.g.
 ///                           its AdamW moments): a collective, every rank of the group calls it
 ///   local_slice(name, t)    this rank's slice of a whole tensor t shaped like parameter `name`
-/// Without a group (T = 1): all 1, t and t.
+///   parameter_slice(name)   which slice that is (grpo::TensorSlice), recorded beside each piece
+///                           of a sharded checkpoint
+///   save_config(folder)     what describes the model besides its weights (config, tokenizer):
+///                           a sharded checkpoint keeps it to be converted into a whole folder
+/// Without a group (T = 1): all 1, t, t and the whole tensor.
 ///
 /// Satisfied by: grpo::Qwen2Policy.
 template <class P>
@@ -74,6 +79,8 @@ concept TensorParallelPolicy =
       { p.parameter_copies() } -> std::convertible_to<std::vector<std::int64_t>>;
       { p.gather_whole(name, t) } -> std::convertible_to<at::Tensor>;
       { cp.local_slice(name, t) } -> std::convertible_to<at::Tensor>;
+      { cp.parameter_slice(name) } -> std::convertible_to<TensorSlice>;
+      p.save_config(std::filesystem::path());
     };
 
 namespace archetypes {
@@ -101,6 +108,8 @@ struct MinimalTensorParallelPolicy : MinimalCheckpointablePolicy {
   std::vector<std::int64_t> parameter_copies() { return {}; }
   at::Tensor gather_whole(const std::string&, const at::Tensor& t) { return t; }
   at::Tensor local_slice(const std::string&, const at::Tensor& t) const { return t; }
+  TensorSlice parameter_slice(const std::string&) const { return {}; }
+  void save_config(const std::filesystem::path&) {}
 };
 }  // namespace archetypes
 

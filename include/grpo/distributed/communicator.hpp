@@ -56,6 +56,15 @@ class Communicator {
   virtual void broadcast(at::Tensor& t, int root) = 0;
   /// [n, ...] on every rank -> [world_size * n, ...], rank 0's rows first. Equal shapes on all ranks.
   virtual at::Tensor all_gather(const at::Tensor& t) = 0;
+  /// [world_size * n, ...] on every rank -> the sum over ranks of rows [rank * n, (rank + 1) * n):
+  /// this rank's part of the sum. t is contiguous and on device(). By default a sum over the group
+  /// and a cut (Gloo has no reduce-scatter); NCCL's reduce-scatter moves half the data.
+  virtual at::Tensor reduce_scatter_sum(const at::Tensor& t) {
+    at::Tensor sum = t.clone();
+    all_reduce_sum(sum);
+    const auto n = t.size(0) / world_size();
+    return sum.narrow(0, rank() * n, n).contiguous();
+  }
   /// Returns when every rank has called it (within the group's timeout).
   virtual void barrier() = 0;
   /// Returns when every rank has called it, however long that takes: for a stage one rank runs

@@ -28,6 +28,7 @@
 #endif
 
 #include <ATen/ops/cat.h>
+#include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
 #include <fmt/format.h>
 
@@ -149,6 +150,16 @@ class ProcessGroupCommunicator final : public Communicator {
     for (int r = 0; r < world_size(); ++r) output[0].push_back(at::empty_like(input[0]));
     backend_->allgather(output, input)->wait();
     return at::cat(output[0]);
+  }
+
+  at::Tensor reduce_scatter_sum(const at::Tensor& t) override {
+    if (!device_.is_cuda()) return Communicator::reduce_scatter_sum(t);  // Gloo: no reduce-scatter
+    at::Tensor input = t.contiguous();
+    std::vector<std::int64_t> shape(input.sizes().begin(), input.sizes().end());
+    shape[0] /= world_size();
+    at::Tensor output = at::empty(shape, input.options());
+    backend_->_reduce_scatter_base(output, input)->wait();  // NCCL: each rank receives only its rows
+    return output;
   }
 
   void barrier() override { backend_->barrier()->wait(); }

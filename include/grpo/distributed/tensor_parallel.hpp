@@ -13,6 +13,17 @@
 //   gather_last_dim(x)           [..., n] on each rank -> [..., T * n] in rank order (no autograd:
 //                                the sampler's logits)
 //
+// Sequence parallelism (Megatron's, Korthikanti et al. 2022) splits the tokens of the residual
+// stream, the norms and the embedding output over the group between the split layers, so those
+// [B, L, H] activations take 1/T per rank. Its collectives, on dimension 1 of [B, L, ...]:
+//   gather_sequence(x)           forward: [B, L/T, H] -> [B, L, H] (all-gather); the input of a
+//                                column-parallel layer. backward: dL/dx summed over the group and
+//                                this rank's tokens kept (reduce-scatter)
+//   reduce_scatter_sequence(x)   forward: sum over the group, this rank's tokens kept; the output of
+//                                a row-parallel layer. backward: all-gather
+//   gather_sequence_output(x)    forward: all-gather; backward: this rank's tokens of dL/dx (the
+//                                consumer is replicated: every rank's dL/dx is the same)
+//
 // A TensorParallel with no group is T = 1: every function is the identity and nothing is split.
 // Like every collective, each rank of the group must make the same calls in the same order.
 
@@ -117,6 +128,55 @@ struct ShareGradient : torch::autograd::Function<ShareGradient> {
   }
 };
 
+/// [B, n, ...] on every rank -> [B, T * n, ...], rank 0's tokens first, in x's dtype and device.
+inline at::Tensor all_gather_tokens(Communicator& group, const at::Tensor& x) {
+  const auto wire = wire_dtype(x.scalar_type(), group.device());
+  // all_gather concatenates along dim 0: bring the tokens there and back
+  const at::Tensor all = group.all_gather(x.to(group.device(), wire).transpose(0, 1).contiguous());
+  return all.transpose(0, 1).to(x.device(), x.scalar_type()).contiguous();
+}
+
+/// The sum over the group of x [B, T * n, ...], this rank's n tokens of it (Communicator::
+/// reduce_scatter_sum on the tokens brought to dimension 0), in x's dtype and device.
+inline at::Tensor reduce_scatter_tokens(Communicator& group, const at::Tensor& x) {
+  const auto wire = wire_dtype(x.scalar_type(), group.device());
+  const at::Tensor mine = group.reduce_scatter_sum(x.to(group.device(), wire).transpose(0, 1).contiguous());
+  return mine.transpose(0, 1).to(x.device(), x.scalar_type()).contiguous();
+}
+
+inline at::Tensor own_tokens(Communicator& group, const at::Tensor& x) {
+  const auto n = x.size(1) / group.world_size();
+  return x.narrow(1, group.rank() * n, n).contiguous();
+}
+
+/// What a sequence-parallel collective does to the tokens (dimension 1) in one direction.
+enum class TokenOp : std::uint8_t { gather, reduce_scatter, own };
+
+inline at::Tensor apply_token_op(Communicator& group, const at::Tensor& x, TokenOp op) {
+  switch (op) {
+    case TokenOp::gather: return all_gather_tokens(group, x);
+    case TokenOp::reduce_scatter: return reduce_scatter_tokens(group, x);
+    case TokenOp::own: return own_tokens(group, x);
+  }
+  return x;
+}
+
+/// `Forward` on the way in, `Backward` on the gradient's way back.
+template <TokenOp Forward, TokenOp Backward>
+struct TokenCollective : torch::autograd::Function<TokenCollective<Forward, Backward>> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, std::int64_t group) {
+    ctx->saved_data["group"] = group;
+    return apply_token_op(*reinterpret_cast<Communicator*>(static_cast<std::intptr_t>(group)), x, Forward);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    return {grads[0].defined() ? apply_token_op(*group_of(ctx), grads[0], Backward) : at::Tensor(), at::Tensor()};
+  }
+};
+using GatherSequence = TokenCollective<TokenOp::gather, TokenOp::reduce_scatter>;
+using ReduceScatterSequence = TokenCollective<TokenOp::reduce_scatter, TokenOp::gather>;
+using GatherSequenceOutput = TokenCollective<TokenOp::gather, TokenOp::own>;
+
 }  // namespace detail
 
 /// Forward: x. Backward: dL/dx summed over the group. The input of a column-parallel layer.
@@ -136,6 +196,27 @@ inline at::Tensor reduce_from_tensor_group(const at::Tensor& x, const TensorPara
 inline at::Tensor share_gradient(const at::Tensor& w, const TensorParallel& tp, std::int64_t ranks_per_copy) {
   if (!tp.active() || ranks_per_copy <= 1 || !w.defined()) return w;
   return detail::ShareGradient::apply(w, detail::group_handle(tp.group), ranks_per_copy);
+}
+
+/// Sequence parallelism: [B, L/T, ...] on every rank -> [B, L, ...]; backward reduce-scatter.
+/// The input of a column-parallel layer (instead of copy_to_tensor_group).
+inline at::Tensor gather_sequence(const at::Tensor& x, const TensorParallel& tp) {
+  if (!tp.active()) return x;
+  return detail::GatherSequence::apply(x, detail::group_handle(tp.group));
+}
+
+/// Sequence parallelism: [B, L, ...] partial sums -> their sum's [B, L/T, ...] of this rank;
+/// backward all-gather. The output of a row-parallel layer (instead of reduce_from_tensor_group).
+inline at::Tensor reduce_scatter_sequence(const at::Tensor& x, const TensorParallel& tp) {
+  if (!tp.active()) return x;
+  return detail::ReduceScatterSequence::apply(x, detail::group_handle(tp.group));
+}
+
+/// Sequence parallelism: [B, L/T, ...] -> [B, L, ...] for a consumer every rank runs alike (the
+/// final hidden states); backward keeps this rank's tokens of dL/dx.
+inline at::Tensor gather_sequence_output(const at::Tensor& x, const TensorParallel& tp) {
+  if (!tp.active()) return x;
+  return detail::GatherSequenceOutput::apply(x, detail::group_handle(tp.group));
 }
 
 /// [..., n] on every rank -> [..., T * n], rank 0's slice first. Not differentiable (sampling).

@@ -99,12 +99,13 @@ class Qwen2AttentionImpl : public torch::nn::Module {
 
   // hidden: [B, T, hidden] -> [B, T, hidden]. With a cache, this layer's keys/values are appended
   // at the cache's position (the caller brackets the layers with begin_step/end_step).
+  // sequence (no cache): hidden is this rank's tokens [B, T / group, hidden], and so is the result.
   at::Tensor forward(const at::Tensor& hidden, const RotaryTables& rotary, const AttentionMask& mask,
-                     KVCache* cache = nullptr, std::int64_t layer_index = 0) {
-    const auto batch = hidden.size(0);
-    const auto length = hidden.size(1);
+                     KVCache* cache = nullptr, std::int64_t layer_index = 0, bool sequence = false) {
     const auto& tp = dims_.tensor_parallel;
-    const auto x = copy_to_tensor_group(hidden, tp);
+    const auto x = sequence ? gather_sequence(hidden, tp) : copy_to_tensor_group(hidden, tp);
+    const auto batch = x.size(0);
+    const auto length = x.size(1);
     const auto heads = dims_.num_heads;
     const auto kv_heads = dims_.num_kv_heads;
     const auto head_dim = dims_.head_dim;
@@ -133,7 +134,8 @@ class Qwen2AttentionImpl : public torch::nn::Module {
                 .transpose(1, 2)
                 .reshape({batch, length, heads * head_dim});
     }
-    return reduce_from_tensor_group(o_proj->forward(out), tp);
+    const auto partial = o_proj->forward(out);
+    return sequence ? reduce_scatter_sequence(partial, tp) : reduce_from_tensor_group(partial, tp);
   }
 
   const AttentionOptions& dims() const { return dims_; }

@@ -149,13 +149,15 @@ class TokenEmbeddingImpl : public torch::nn::Module {
     }
   }
 
-  // ids: [...] int64 (ids of the whole vocabulary) -> [..., hidden]
-  at::Tensor forward(const at::Tensor& ids) {
+  // ids: [...] int64 (ids of the whole vocabulary) -> [..., hidden]. sequence (tensor-parallel,
+  // ids [B, L] with L a multiple of T): this rank's L / T tokens, [B, L / T, hidden].
+  at::Tensor forward(const at::Tensor& ids, bool sequence = false) {
     if (!tensor_parallel.active()) return at::embedding(weight, ids, padding_idx);
     const auto local = ids - vocab_start;
     const auto inside = local.ge(0).logical_and_(local.lt(weight.size(0)));
     const auto rows = at::embedding(weight, at::where(inside, local, 0), padding_idx);
-    return reduce_from_tensor_group(rows * inside.unsqueeze(-1).to(rows.scalar_type()), tensor_parallel);
+    const auto partial = rows * inside.unsqueeze(-1).to(rows.scalar_type());  // this rank's vocabulary rows
+    return sequence ? reduce_scatter_sequence(partial, tensor_parallel) : reduce_from_tensor_group(partial, tensor_parallel);
   }
 
   at::Tensor weight;
@@ -175,11 +177,13 @@ class RMSNormImpl : public torch::nn::Module {
     weight = register_parameter("weight", detail::make_parameter({hidden_size}, options, 1.0, false));
   }
 
-  // x: [..., hidden] -> [..., hidden]
-  at::Tensor forward(const at::Tensor& x) {
+  // x: [..., hidden] -> [..., hidden]. tokens_split (sequence parallelism): x holds this rank's
+  // tokens only, so dL/dweight is summed over that group (every rank then holds the whole one).
+  at::Tensor forward(const at::Tensor& x, const TensorParallel& tokens_split = {}) {
     const auto x32 = x.to(at::kFloat);
     const auto variance = x32.pow(2).mean(-1, /*keepdim=*/true);
-    return weight * (x32 * at::rsqrt(variance + eps)).to(x.scalar_type());
+    const auto w = share_gradient(weight, tokens_split, tokens_split.size());
+    return w * (x32 * at::rsqrt(variance + eps)).to(x.scalar_type());
   }
 
   at::Tensor weight;

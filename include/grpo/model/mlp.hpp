@@ -26,11 +26,13 @@ class Qwen2MLPImpl : public torch::nn::Module {
     down_proj = register_module("down_proj", Projection(intermediate_size, hidden_size, false, options));
   }
 
-  // x: [..., hidden] -> [..., hidden]
-  at::Tensor forward(const at::Tensor& input) {
-    const auto x = copy_to_tensor_group(input, tensor_parallel);
-    return reduce_from_tensor_group(down_proj->forward(at::silu(gate_proj->forward(x)) * up_proj->forward(x)),
-                                    tensor_parallel);
+  // x: [..., hidden] -> [..., hidden]. sequence: x is this rank's tokens [B, L / T, hidden] (and
+  // so is the result); the layer itself sees all L tokens.
+  at::Tensor forward(const at::Tensor& input, bool sequence = false) {
+    const auto& tp = tensor_parallel;
+    const auto x = sequence ? gather_sequence(input, tp) : copy_to_tensor_group(input, tp);
+    const auto partial = down_proj->forward(at::silu(gate_proj->forward(x)) * up_proj->forward(x));
+    return sequence ? reduce_scatter_sequence(partial, tp) : reduce_from_tensor_group(partial, tp);
   }
 
   Projection gate_proj{nullptr};

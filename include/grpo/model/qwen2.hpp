@@ -25,9 +25,11 @@
 #include <ATen/core/grad_mode.h>
 #include <ATen/ops/arange.h>
 #include <ATen/ops/argmax.h>
+#include <ATen/ops/constant_pad_nd.h>
 #include <ATen/ops/cumsum.h>
 #include <ATen/ops/full.h>
 #include <ATen/ops/linear.h>
+#include <ATen/ops/ones_like.h>
 #include <fmt/format.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
@@ -62,6 +64,11 @@ struct Qwen2Options {
   bool activation_checkpointing = false;
   /// The tensor-parallel group the model is split over; default none (the whole model here).
   TensorParallel tensor_parallel{};
+  /// With a tensor-parallel group: split the tokens of the residual stream, the norms and the
+  /// embedding output over it too (Megatron's sequence parallelism) in forwards without a KV
+  /// cache (training, scoring), so those activations take 1/T per rank; the results are the
+  /// same. Default false.
+  bool sequence_parallel = false;
 };
 
 namespace detail {
@@ -77,7 +84,8 @@ inline ParameterOptions parameter_options(const Qwen2Config& config, const Qwen2
 class Qwen2DecoderLayerImpl : public torch::nn::Module {
  public:
   Qwen2DecoderLayerImpl(const Qwen2Config& config, const ParameterOptions& options, const Qwen2Shard& shard = {},
-                        TensorParallel tp = {}) {
+                        TensorParallel tp = {})
+      : tensor_parallel_(tp) {
     // config: validated by the backbone (head_dim filled in); shard: this rank's sizes
     const bool split = shard.size > 1;
     input_layernorm = register_module("input_layernorm", RMSNorm(config.hidden_size, config.rms_norm_eps, options));
@@ -95,17 +103,22 @@ class Qwen2DecoderLayerImpl : public torch::nn::Module {
         "mlp", Qwen2MLP(config.hidden_size, split ? shard.intermediate : config.intermediate_size, options, tp));
   }
 
-  // hidden: [B, T, hidden] -> [B, T, hidden]
+  // hidden: [B, T, hidden] -> [B, T, hidden]; sequence parallel: this rank's tokens [B, T / group, hidden]
   at::Tensor forward(const at::Tensor& hidden, const RotaryTables& rotary, const AttentionMask& mask,
-                     KVCache* cache = nullptr, std::int64_t layer_index = 0) {
-    auto h = hidden + self_attn->forward(input_layernorm->forward(hidden), rotary, mask, cache, layer_index);
-    return h + mlp->forward(post_attention_layernorm->forward(h));
+                     KVCache* cache = nullptr, std::int64_t layer_index = 0, bool sequence = false) {
+    const TensorParallel tokens_split = sequence ? tensor_parallel_ : TensorParallel{};
+    auto h = hidden + self_attn->forward(input_layernorm->forward(hidden, tokens_split), rotary, mask, cache,
+                                         layer_index, sequence);
+    return h + mlp->forward(post_attention_layernorm->forward(h, tokens_split), sequence);
   }
 
   RMSNorm input_layernorm{nullptr};
   Qwen2Attention self_attn{nullptr};
   RMSNorm post_attention_layernorm{nullptr};
   Qwen2MLP mlp{nullptr};
+
+ private:
+  TensorParallel tensor_parallel_;  ///< the group the layer is split over (sequence parallelism splits tokens over it too)
 };
 TORCH_MODULE(Qwen2DecoderLayer);
 
@@ -116,6 +129,7 @@ class Qwen2BackboneImpl : public torch::nn::Module {
   Qwen2BackboneImpl(const Qwen2Config& config, const Qwen2Options& options = {})
       : config_(validated(config)),
         activation_checkpointing_(options.activation_checkpointing),
+        sequence_parallel_(options.sequence_parallel),
         tensor_parallel_(options.tensor_parallel),
         shard_(qwen2_shard(config_, options.tensor_parallel)) {
     const auto params = detail::parameter_options(config_, options);
@@ -132,12 +146,39 @@ class Qwen2BackboneImpl : public torch::nn::Module {
   /// input_ids: [B, T] int64; attention_mask: [B, T] (1 real, 0 padding) or undefined for all
   /// real; cache: appends this step's keys/values (prefill or decode) when given; position_ids:
   /// [B, T] to override the positions derived from the mask. -> hidden [B, T, hidden].
+  /// With sequence parallelism (Qwen2Options::sequence_parallel, no cache) the tokens are padded
+  /// on the right to a multiple of T (positions and masks as for right padding: earlier tokens
+  /// never see them), each rank runs the residual stream on its T-th of them, and the final
+  /// hidden states are gathered and cut back to T tokens: the same result.
   at::Tensor forward(const at::Tensor& input_ids, const at::Tensor& attention_mask = {}, KVCache* cache = nullptr,
                      const at::Tensor& position_ids = {}) {
     check_inputs(input_ids, attention_mask, cache, position_ids);
+    const bool sequence = sequence_parallel_ && tensor_parallel_.active() && cache == nullptr;
+    if (sequence) {
+      const auto length = input_ids.size(1);
+      const auto group = tensor_parallel_.size();
+      const auto padded = (length + group - 1) / group * group;
+      if (padded != length) {
+        const auto pad = padded - length;
+        const auto mask = attention_mask.defined() ? attention_mask.to(input_ids.device()).to(at::kLong)
+                                                   : at::ones_like(input_ids);
+        const auto positions = position_ids.defined()
+                                   ? at::constant_pad_nd(position_ids.to(input_ids.device()).expand_as(input_ids), {0, pad}, 0)
+                                   : at::Tensor();
+        return forward_tokens(at::constant_pad_nd(input_ids, {0, pad}, 0), at::constant_pad_nd(mask, {0, pad}, 0),
+                              positions, true)
+            .narrow(1, 0, length);
+      }
+    }
+    return forward_tokens(input_ids, attention_mask, position_ids, sequence, cache);
+  }
+
+ private:
+  at::Tensor forward_tokens(const at::Tensor& input_ids, const at::Tensor& attention_mask, const at::Tensor& position_ids,
+                            bool sequence, KVCache* cache = nullptr) {
     const auto batch = input_ids.size(0);
     const auto length = input_ids.size(1);
-    auto hidden = embed_tokens->forward(input_ids);
+    auto hidden = embed_tokens->forward(input_ids, sequence);  // sequence: [B, L / T, hidden]
     const auto device = hidden.device();
 
     at::Tensor positions;
@@ -164,22 +205,28 @@ class Qwen2BackboneImpl : public torch::nn::Module {
       auto layer = layers->ptr<Qwen2DecoderLayerImpl>(i);
       const auto index = static_cast<std::int64_t>(i);
       if (recompute) {
-        hidden = checkpointed([layer, rotary, mask](const at::Tensor& h) { return layer->forward(h, rotary, mask); },
-                              hidden, layer->parameters());
+        hidden = checkpointed(
+            [layer, rotary, mask, sequence](const at::Tensor& h) { return layer->forward(h, rotary, mask, nullptr, 0, sequence); },
+            hidden, layer->parameters());
       } else {
-        hidden = layer->forward(hidden, rotary, mask, cache, index);
+        hidden = layer->forward(hidden, rotary, mask, cache, index, sequence);
       }
     }
     if (cache != nullptr) cache->end_step();
-    return norm->forward(hidden);
+    hidden = norm->forward(hidden, sequence ? tensor_parallel_ : TensorParallel{});
+    return sequence ? gather_sequence_output(hidden, tensor_parallel_) : hidden;
   }
 
+ public:
   const Qwen2Config& config() const { return config_; }
   /// This rank's sizes (the whole model without tensor parallelism).
   const Qwen2Shard& shard() const { return shard_; }
   const TensorParallel& tensor_parallel() const { return tensor_parallel_; }
   void set_activation_checkpointing(bool on) { activation_checkpointing_ = on; }
   bool activation_checkpointing() const { return activation_checkpointing_; }
+  /// Sequence parallelism in forwards without a cache (Qwen2Options::sequence_parallel).
+  void set_sequence_parallel(bool on) { sequence_parallel_ = on; }
+  bool sequence_parallel() const { return sequence_parallel_ && tensor_parallel_.active(); }
 
   /// A cache sized for this model (this rank's key/value heads): `batch_size` rows of
   /// `max_length` slots, on the embeddings' device and dtype.
@@ -236,6 +283,7 @@ class Qwen2BackboneImpl : public torch::nn::Module {
 
   Qwen2Config config_;
   bool activation_checkpointing_ = false;
+  bool sequence_parallel_ = false;
   TensorParallel tensor_parallel_;
   Qwen2Shard shard_;
   at::Tensor inv_freq_;  // [head_dim / 2] float32; not a buffer, so module.to(bf16) cannot round it

@@ -42,6 +42,7 @@ struct Qwen2LoadOptions {
   /// Split the model over this tensor-parallel group: each rank reads only its slices of the
   /// checkpoint (memory-mapped, narrowed before copying); default none (the whole model).
   TensorParallel tensor_parallel{};
+  bool sequence_parallel = false;  ///< see Qwen2Options::sequence_parallel; default false
 };
 
 /// How a model is saved.
@@ -55,6 +56,9 @@ struct Qwen2SaveOptions {
   /// For a model with LoRA adapters: the base model's name or folder, written into
   /// adapter/adapter_config.json (base_model_name_or_path); may be empty.
   std::string base_model = {};
+  /// false: config.json and the tokenizer files only, nothing gathered (a sharded checkpoint's
+  /// description of its model, grpo/trainer/sharded_checkpoint.hpp). Default true.
+  bool weights = true;
 };
 
 namespace detail {
@@ -113,16 +117,18 @@ inline void save_checkpoint(torch::nn::Module& module, Qwen2Config config, const
   // device holds one extra weight at most (a second copy of a 32B model would not fit beside it).
   std::map<std::string, at::Tensor> merged;
   const auto adapted = lora_projections(module);
-  for (const auto& [name, projection] : adapted) merged.emplace(name + ".weight", projection->effective_weight().cpu());
+  if (options.weights)
+    for (const auto& [name, projection] : adapted) merged.emplace(name + ".weight", projection->effective_weight().cpu());
   io::NamedTensors tensors;
   c10::ScalarType dtype = c10::kFloat;
   for (const auto& item : module.named_parameters()) {
     if (is_lora_parameter(item.key())) continue;
+    dtype = item.value().scalar_type();
+    if (!options.weights) continue;
     const auto it = merged.find(item.key());
     // Tensor-parallel: every rank joins each gather; only the writer keeps the whole tensor.
     auto whole = it != merged.end() ? it->second : gather_qwen2_parameter(item.key(), item.value().detach(), shard, tp);
     if (tp.rank() == 0) tensors.emplace_back(item.key(), std::move(whole));
-    dtype = item.value().scalar_type();
   }
   if (tp.rank() != 0) return;  // the group's rank 0 writes
   config.torch_dtype = dtype_name(dtype);
@@ -131,8 +137,9 @@ inline void save_checkpoint(torch::nn::Module& module, Qwen2Config config, const
   io::remove_write_leftovers(io::detail::parent_folder(folder), name.string() + ".");
   io::StagedDirectory stage(folder);
   save_qwen2_config(config, stage.path());
-  io::save_sharded_safetensors(stage.path(), tensors, io::ShardOptions{.max_shard_bytes = options.max_shard_bytes});
-  if (!adapted.empty()) save_lora_adapter(module, stage.path() / "adapter", options.base_model);
+  if (options.weights)
+    io::save_sharded_safetensors(stage.path(), tensors, io::ShardOptions{.max_shard_bytes = options.max_shard_bytes});
+  if (!adapted.empty() && options.weights) save_lora_adapter(module, stage.path() / "adapter", options.base_model);
   if (!options.copy_files_from.empty()) {
     for (const char* name : {"tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt",
                              "special_tokens_map.json", "added_tokens.json", "generation_config.json",
@@ -161,7 +168,8 @@ Model load_architecture(const std::filesystem::path& folder, const Qwen2LoadOpti
                                    .dtype = options.dtype,
                                    .initialize = false,
                                    .activation_checkpointing = options.activation_checkpointing,
-                                   .tensor_parallel = options.tensor_parallel});
+                                   .tensor_parallel = options.tensor_parallel,
+                                   .sequence_parallel = options.sequence_parallel});
   load_parameters(*model, checkpoint, options, model->model->shard());
   return model;
 }

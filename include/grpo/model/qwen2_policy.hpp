@@ -223,6 +223,20 @@ class Qwen2Policy {
     return slice.whole() ? whole : whole.narrow(slice.dim, slice.slice.start, slice.slice.length).clone();
   }
 
+  /// The slice of the whole tensor `name` (a parameter's name) this rank holds: its part of a
+  /// sharded checkpoint (grpo::TensorSlice; the whole tensor without tensor parallelism).
+  TensorSlice parameter_slice(const std::string& name) const {
+    const auto slice = qwen2_parameter_slice(name, model_->model->shard());
+    if (slice.whole()) return {};
+    return {.dim = slice.dim, .start = slice.slice.start, .length = slice.slice.length, .full = slice.full};
+  }
+
+  /// Writes config.json and the tokenizer files (no weights) into `folder`, atomically: what a
+  /// sharded checkpoint keeps beside its pieces. Under tensor parallelism the group's rank 0 writes.
+  void save_config(const std::filesystem::path& folder) {
+    save_pretrained(folder, Qwen2SaveOptions{.weights = false});
+  }
+
   /// Writes config.json, the safetensors and the tokenizer files (copied from the folder the
   /// policy was loaded from, if any) into `folder`, atomically. Under tensor parallelism every
   /// rank of the group calls it (the weights are gathered) and the group's rank 0 writes.

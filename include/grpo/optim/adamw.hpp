@@ -209,6 +209,13 @@ class ClippedAdamW {
   /// write them before the next step), or with sharding gathered on rank 0 (empty elsewhere).
   /// Every rank calls it.
   [[nodiscard]] std::vector<AdamWMoments> moments() {
+    auto local = local_moments();
+    return sharding_ ? sharding_->gather(params_, local) : local;
+  }
+
+  /// The moments and masters of the tensors this rank steps (held()), nothing gathered: a
+  /// sharded checkpoint's part of this rank. Entries of the other tensors stay undefined.
+  [[nodiscard]] std::vector<AdamWMoments> local_moments() {
     std::vector<AdamWMoments> local(params_.size());
     if (adamw_) {
       for (std::size_t i = 0; i < params_.size(); ++i) {
@@ -221,7 +228,7 @@ class ClippedAdamW {
         local[i].master = masters_.copy(i);
       }
     }
-    return sharding_ ? sharding_->gather(params_, local) : local;
+    return local;
   }
 
   /// Takes back what moments() returned (a checkpoint's state, one entry per trainable tensor), for
@@ -255,6 +262,8 @@ class ClippedAdamW {
   }
 
   [[nodiscard]] const std::vector<at::Tensor>& params() const { return params_; }
+  /// Whether the optimizer state is sharded over ranks (shard()).
+  [[nodiscard]] bool sharded() const { return sharding_ != nullptr; }
   /// held()[i]: this rank steps params()[i] (all of them without sharding).
   [[nodiscard]] const std::vector<bool>& held() const { return held_; }
   /// The AdamW of the tensors this rank steps (all of them without sharding), through their

@@ -9,6 +9,9 @@
 //       trainer_state.json              step, data position, update index, seed, last metrics row
 //   <dir>/latest                        "step-000050", replaced atomically after the folder is published
 //
+// With per-rank files instead (TrainerOptions::checkpoint_layout): grpo/trainer/sharded_checkpoint.hpp;
+// load_checkpoint reads either.
+//
 // A run killed at any moment leaves the previous checkpoints and `latest` intact: the new folder
 // exists only once complete, and `latest` moves only after that.
 
@@ -37,6 +40,7 @@
 #include "grpo/io/json.hpp"
 #include "grpo/io/safetensors.hpp"
 #include "grpo/optim/adamw.hpp"
+#include "grpo/trainer/sharded_checkpoint.hpp"
 
 namespace grpo {
 
@@ -226,6 +230,27 @@ TrainerState restore_policy_and_state(const std::filesystem::path& folder, P& po
 
 inline std::string checkpoint_name(std::int64_t step) { return fmt::format("step-{:06}", step); }
 
+/// The last part of writing a checkpoint (whole or sharded): trainer_state.json into the staged
+/// folder, the folder published as dir/step-NNNNNN, `latest` moved to it, leftovers of killed
+/// writes removed and the newest `keep` checkpoints kept (0 = all). Returns the published folder.
+inline std::filesystem::path publish_checkpoint(const std::filesystem::path& dir, io::StagedDirectory& stage,
+                                                const TrainerState& state, std::int64_t keep) {
+  namespace fs = std::filesystem;
+  const std::string name = checkpoint_name(state.step);
+  io::write_file_atomically(stage.path() / "trainer_state.json", to_json(state).dump(2) + "\n");
+  stage.publish();
+  io::write_file_atomically(dir / "latest", name + "\n");
+  io::remove_write_leftovers(dir);  // staging folders of writes a kill interrupted: a checkpoint's worth of disk each
+  if (keep > 0) {
+    std::vector<fs::path> found;
+    for (const auto& entry : fs::directory_iterator(dir))
+      if (entry.is_directory() && entry.path().filename().string().starts_with("step-")) found.push_back(entry.path());
+    std::sort(found.begin(), found.end());
+    for (std::size_t i = 0; i + static_cast<std::size_t>(keep) < found.size(); ++i) fs::remove_all(found[i]);
+  }
+  return dir / name;
+}
+
 }  // namespace detail
 
 /// The checkpoint folder `path` names: itself when it holds trainer_state.json, else the one its
@@ -250,23 +275,11 @@ template <CheckpointablePolicy P>
 std::filesystem::path save_checkpoint(const std::filesystem::path& dir, P& policy, const std::vector<at::Tensor>& params,
                                       const std::vector<AdamWMoments>& moments, const TrainerState& state,
                                       std::int64_t keep = 0) {
-  namespace fs = std::filesystem;
   const std::string name = detail::checkpoint_name(state.step);
   io::StagedDirectory stage(dir / name);
   policy.save_pretrained(stage.path() / "policy");
   detail::save_adamw(moments, stage.path() / "optimizer.safetensors", detail::param_names(params, policy.named_parameters()));
-  io::write_file_atomically(stage.path() / "trainer_state.json", detail::to_json(state).dump(2) + "\n");
-  stage.publish();
-  io::write_file_atomically(dir / "latest", name + "\n");
-  io::remove_write_leftovers(dir);  // staging folders of writes a kill interrupted: a checkpoint's worth of disk each
-  if (keep > 0) {
-    std::vector<fs::path> found;
-    for (const auto& entry : fs::directory_iterator(dir))
-      if (entry.is_directory() && entry.path().filename().string().starts_with("step-")) found.push_back(entry.path());
-    std::sort(found.begin(), found.end());
-    for (std::size_t i = 0; i + static_cast<std::size_t>(keep) < found.size(); ++i) fs::remove_all(found[i]);
-  }
-  return dir / name;
+  return detail::publish_checkpoint(dir, stage, state, keep);
 }
 
 /// The same, with the moments of every tensor `optimizer` holds.
@@ -298,9 +311,19 @@ TrainerState load_checkpoint(const std::filesystem::path& path, P& policy, torch
 template <CheckpointablePolicy P>
 TrainerState load_checkpoint(const std::filesystem::path& path, P& policy, ClippedAdamW& optimizer) {
   const auto folder = resolve_checkpoint(path);
-  TrainerState state = detail::restore_policy_and_state(folder, policy);
   const auto& params = optimizer.params();
   const auto names = detail::param_names(params, policy.named_parameters());
+  if (is_sharded_checkpoint(folder)) {
+    // Each rank reads its slices of the weights and of the moments of the tensors it steps, from
+    // the pieces that cover them (any mesh wrote them).
+    const auto shards = ShardedCheckpoint::open(folder / "shards");
+    shards.restore_policy(policy);
+    optimizer.restore(shards.read_moments(params, names, optimizer.held(),
+                                          [&](std::size_t i) { return detail::slice_of(policy, names[i]); }));
+    const auto state_file = folder / "trainer_state.json";
+    return detail::trainer_state_from_json(io::read_json_file(state_file, std::uintmax_t{64} << 20), state_file.string());
+  }
+  TrainerState state = detail::restore_policy_and_state(folder, policy);
   std::function<at::Tensor(std::size_t, const at::Tensor&)> to_local;
   if constexpr (TensorParallelPolicy<P>) {
     // Tensor-parallel: the checkpoint holds whole tensors (Trainer::save_checkpoint gathers them).

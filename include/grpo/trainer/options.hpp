@@ -45,6 +45,21 @@ inline constexpr EnumName<OldLogprobSource> old_logprob_source_names[] = {{"auto
                                                                           {"sampler", OldLogprobSource::sampler},
                                                                           {"recompute", OldLogprobSource::recompute}};
 
+/// How a checkpoint stores the weights and the optimizer state (grpo/trainer/checkpoint.hpp,
+/// grpo/trainer/sharded_checkpoint.hpp).
+enum class CheckpointLayout : std::uint8_t {
+  automatic,  ///< sharded when the policy is split over a tensor-parallel group, else whole (default)
+  whole,      ///< one process's files: policy/ in Hugging Face layout + optimizer.safetensors,
+              ///< gathered on world rank 0 (host memory ~ the checkpoint's size there)
+  sharded,    ///< each rank writes its own slices (shards/), nothing gathered; the final checkpoint
+              ///< also holds policy/, exported one tensor at a time (longwriter-zero convert does
+              ///< the same for any sharded checkpoint)
+};
+
+/// Names of CheckpointLayout (configs' trainer.checkpoint_layout).
+inline constexpr EnumName<CheckpointLayout> checkpoint_layout_names[] = {
+    {"auto", CheckpointLayout::automatic}, {"whole", CheckpointLayout::whole}, {"sharded", CheckpointLayout::sharded}};
+
 /// The most samples one step may draw (prompts_per_step * group_size): 512 times the default
 /// 64 x 32, and a bound that keeps a mistyped count an error instead of an allocation failure.
 inline constexpr std::int64_t max_samples_per_step = std::int64_t{1} << 20;
@@ -98,6 +113,7 @@ struct TrainerOptions {
   std::int64_t save_every = 50;        ///< checkpoint every N steps (and at the end); 0 = only at the end; default 50
   bool save_final = true;              ///< checkpoint after the last step; default true
   std::int64_t keep_checkpoints = 3;   ///< newest checkpoints kept; 0 = keep all; default 3
+  CheckpointLayout checkpoint_layout = CheckpointLayout::automatic;  ///< whole or per-rank files; default auto
   std::int64_t log_samples_every = 10; ///< write completions with their rewards to samples.jsonl at steps 1, 1+N, 1+2N, ...; 0 = never; default 10
   std::int64_t log_samples_per_group = 1;  ///< completions per group written then (<= group_size); default 1
   Reporter* reporter = nullptr;        ///< where the per-step progress line goes (rank 0); null: none (default)
@@ -113,6 +129,7 @@ struct TrainerOptions {
             {"mini_batches", mini_batches},
             {"save_every", save_every},
             {"save_final", save_final ? 1 : 0},
+            {"checkpoint_layout", static_cast<std::int64_t>(checkpoint_layout)},
             {"log_samples_every", log_samples_every},
             {"shard_optimizer_state", shard_optimizer_state ? 1 : 0},
             {"master_weights", master_weights ? 1 : 0},

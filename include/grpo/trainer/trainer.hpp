@@ -35,6 +35,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <utility>
@@ -347,16 +348,28 @@ class Trainer {
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       progress.print(step_, m.progress_rewards(), m.completion_tokens_sum, seconds);
       const bool last = step_ == options_.steps && options_.save_final;
-      if (last || (options_.save_every > 0 && step_ % options_.save_every == 0)) save_checkpoint(m.to_json());
+      if (last || (options_.save_every > 0 && step_ % options_.save_every == 0)) save_checkpoint(m.to_json(), last);
     }
   }
 
+  /// Whether checkpoints are written per rank (options().checkpoint_layout; auto: when the
+  /// policy is split over a tensor-parallel group).
+  [[nodiscard]] bool sharded_checkpoints() const {
+    if (options_.checkpoint_layout == CheckpointLayout::automatic) return tensor_ != nullptr && tensor_->world_size() > 1;
+    return options_.checkpoint_layout == CheckpointLayout::sharded;
+  }
+
   /// Writes a checkpoint of the current state under output_dir/checkpoints/step-NNNNNN and returns
-  /// that folder. When distributed, every rank calls it, rank 0 writes (every rank holds the same
-  /// state) and all ranks return together.
-  std::filesystem::path save_checkpoint(const nlohmann::json& last_metrics = nlohmann::json::object()) {
+  /// that folder. When distributed, every rank calls it and all ranks return together. Whole
+  /// layout: world rank 0 writes (what other ranks hold is gathered to it). Sharded layout: every
+  /// rank writes its slices (grpo/trainer/sharded_checkpoint.hpp); with `export_policy` the
+  /// checkpoint also gets policy/, the whole policy in Hugging Face layout, made one tensor at a
+  /// time from the pieces (the run's final checkpoint does this).
+  std::filesystem::path save_checkpoint(const nlohmann::json& last_metrics = nlohmann::json::object(),
+                                        bool export_policy = false) {
     TrainerState state{.step = step_, .data_position = data_position_, .update_index = optimizer_.update_index(),
                        .seed = options_.seed, .metrics = last_metrics};
+    if (sharded_checkpoints()) return save_sharded_checkpoint(state, export_policy);
     std::filesystem::path path = options_.output_dir / "checkpoints" / detail::checkpoint_name(step_);
     auto moments = optimizer_.moments();  // sharded moments are gathered: the checkpoint is whole
     if (tensor_ && rank() == 0) {
@@ -381,7 +394,8 @@ class Trainer {
     return path;
   }
 
-  /// Continues from a checkpoint (a step-NNNNNN folder, or an output folder: its latest one).
+  /// Continues from a checkpoint (a step-NNNNNN folder, or an output folder: its latest one),
+  /// whole or sharded; a sharded one written on any T x D mesh.
   void resume(const std::filesystem::path& path) {
     const TrainerState state = grpo::load_checkpoint(path, policy_, optimizer_);  // weights, moments, masters
     step_ = state.step;
@@ -396,6 +410,47 @@ class Trainer {
   }
 
  private:
+  /// save_checkpoint's sharded layout: world rank 0 stages the folder and the policy's config,
+  /// every rank writes its files into it, rank 0 indexes, exports and publishes.
+  std::filesystem::path save_sharded_checkpoint(const TrainerState& state, bool export_policy) {
+    if constexpr (!TensorParallelPolicy<P>) {
+      throw Error("checkpoint_layout sharded: this policy does not model grpo::TensorParallelPolicy (it cannot say "
+                  "which slice of each tensor it holds); use the whole layout");
+    } else {
+      namespace fs = std::filesystem;
+      const fs::path dir = options_.output_dir / "checkpoints";
+      Communicator* world = world_ ? world_.get() : comm_.get();
+      std::optional<io::StagedDirectory> stage;
+      std::string staged;
+      if (writes()) {
+        stage.emplace(dir / detail::checkpoint_name(state.step));
+        policy_.save_config(stage->path() / "shards");
+        staged = stage->path().string();
+      }
+      if (world != nullptr) staged = all_gather(*world, staged).front();  // rank 0's staging folder, on every rank
+      const auto names = detail::param_names(optimizer_.params(), policy_.named_parameters());
+      const ShardCoordinates at{.tensor_rank = tensor_ ? tensor_->rank() : 0,
+                                .tensor_size = tensor_ ? tensor_->world_size() : 1,
+                                .data_rank = rank(),
+                                .data_size = world_size()};
+      auto local = optimizer_.local_moments();
+      // Without ZeRO-1 every data rank holds the same state: data rank 0's copy is written.
+      if (!optimizer_.sharded() && at.data_rank != 0) local.assign(local.size(), AdamWMoments{});
+      write_checkpoint_shards(fs::path(staged) / "shards", policy_, names, local, at);
+      if (world != nullptr) world->barrier();  // every rank's files are in place
+      fs::path published = dir / detail::checkpoint_name(state.step);
+      if (writes()) {
+        std::vector<std::string> parameters;
+        for (const auto& [name, tensor] : policy_.named_parameters()) parameters.push_back(name);
+        write_shard_index(stage->path() / "shards", at, parameters, names);
+        if (export_policy) export_sharded_policy(stage->path() / "shards", stage->path() / "policy");
+        published = detail::publish_checkpoint(dir, *stage, state, options_.keep_checkpoints);
+      }
+      if (world != nullptr) world->barrier_without_timeout();  // rank 0's export may take minutes at 32B
+      return published;
+    }
+  }
+
   static std::vector<at::Tensor> checked_trainable(P& policy) {
     auto params = trainable(policy.parameters());
     if (params.empty()) {

@@ -188,9 +188,10 @@ void run_train(const TrainArgs& args) {
   const int data_size = mesh.at.data_size;
   const bool main_rank = launch.rank == 0;
   if (comm) {
-    std::fprintf(stderr, "train: rank %d of %d (%s on %s), tensor rank %d of %d, data rank %d of %d\n", launch.rank,
+    std::fprintf(stderr, "train: rank %d of %d (%s on %s), tensor rank %d of %d, data rank %d of %d%s\n", launch.rank,
                  launch.world_size, ctx.device.is_cuda() ? "nccl" : "gloo", ctx.device.str().c_str(),
-                 mesh.at.tensor_rank, mesh.at.tensor_size, mesh.at.data_rank, mesh.at.data_size);
+                 mesh.at.tensor_rank, mesh.at.tensor_size, mesh.at.data_rank, mesh.at.data_size,
+                 ctx.sequence_parallel && mesh.at.tensor_size > 1 ? ", sequence parallel" : "");
   }
   const auto policy_spec = read_policy(root_again.section("policy"), ctx);
   auto rewards_spec = read_rewards(root_again.section("rewards"), ctx);

@@ -50,8 +50,8 @@ TEST_CASE("NCCL collectives: bucketed sums in float32 and bfloat16, gathers, red
         host[i] = grpo::all_reduce_sum(comm, std::vector<double>{0.5 * r, 1.0});
         texts[i] = grpo::all_gather(comm, std::string(static_cast<std::size_t>(r + 1), static_cast<char>('a' + r)));
         gathered[i] = comm.all_gather(at::full({1, 2}, static_cast<double>(r), on.dtype(at::kDouble))).cpu();
-        // NCCL's reduce-scatter: rank r holds rows k * (r + 1); it receives row r of the sum, r * total
-        scattered[i] = comm.reduce_scatter_sum(at::arange(W, on.dtype(at::kFloat)).mul(r + 1.0).unsqueeze(1).repeat({1, 3})).cpu();
+        // NCCL's reduce-scatter: rank r holds rows (k + 1)(r + 1); it receives row r of the sum, (r + 1) total
+        scattered[i] = comm.reduce_scatter_sum(at::arange(1, W + 1, on.dtype(at::kFloat)).mul(r + 1.0).unsqueeze(1).repeat({1, 3})).cpu();
         std::vector<at::Tensor> b{at::full({3}, 10.0 * (r + 1), on.dtype(at::kFloat))};
         grpo::broadcast(comm, b, 0);
         broadcasted[i] = b[0].cpu();
@@ -85,7 +85,7 @@ TEST_CASE("NCCL collectives: bucketed sums in float32 and bfloat16, gathers, red
     for (int r = 0; r < W; ++r) CHECK(texts[i][static_cast<std::size_t>(r)] == std::string(static_cast<std::size_t>(r + 1), static_cast<char>('a' + r)));
     REQUIRE(gathered[i].size(0) == W);
     for (int r = 0; r < W; ++r) CHECK(gathered[i][r][1].item<double>() == r);
-    CHECK(at::equal(scattered[i], at::full({1, 3}, static_cast<double>(i) * total, at::kFloat)));
+    CHECK(at::equal(scattered[i], at::full({1, 3}, static_cast<double>(i + 1) * total, at::kFloat)));
     CHECK(at::equal(broadcasted[i], at::full({3}, 10.0, at::kFloat)));
     CHECK(at::equal(grads[i], at::full({2}, total, at::kFloat)));
     if (W == 2) CHECK(at::equal(received[i], at::full({5}, 7.0, at::kFloat)));

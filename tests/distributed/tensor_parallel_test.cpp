@@ -9,6 +9,7 @@
 // Catch2 assertions are not thread-safe: ranks record what they computed, the test thread checks.
 #include <ATen/ops/equal.h>
 #include <ATen/ops/linspace.h>
+#include <ATen/ops/zeros_like.h>
 
 #include <filesystem>
 #include <algorithm>
@@ -139,12 +140,14 @@ TEST_CASE("a tensor-parallel Qwen2 gives transformers' logits, log-probs and ent
       at::Tensor logits, logprobs, entropy;
       std::vector<std::pair<std::string, double>> grad_errors;  // max |slice of one process - this rank|
       std::size_t parameters = 0;
+      bool sequence_active = false;
     };
     std::vector<RankResult> results(static_cast<std::size_t>(mesh.world));
     grpo_test::run_mesh(mesh.world, mesh.tensor, [&](int rank, grpo::DeviceMesh& m) {
       auto model = grpo::load_qwen2(fixtures / name, {.tensor_parallel = m.tensor_parallel(), .sequence_parallel = sequence});
       model->eval();
       auto& out = results[static_cast<std::size_t>(rank)];
+      out.sequence_active = model->model->sequence_parallel();
       {
         at::NoGradGuard no_grad;
         out.logits = model->logits(model->forward(expected(name, "right_ids"), expected(name, "right_mask")));
@@ -177,6 +180,7 @@ TEST_CASE("a tensor-parallel Qwen2 gives transformers' logits, log-probs and ent
       CHECK(masked_max_difference(out.entropy, reference.entropy.detach(), scored) <
             1e-5 * std::max(1.0, reference.entropy.abs().max().item<double>()));
       CHECK(out.parameters == whole_grads.size());
+      CHECK(out.sequence_active == sequence);
       // Sequence parallelism sums every block's input gradient over the group once more (the
       // reduce-scatter of the tokens, in Gloo's ring order for another buffer layout): float32
       // sums of T terms in another order at every layer. A wrong gradient is off by O(0.1-1).
@@ -282,37 +286,84 @@ TEST_CASE("vocabulary-parallel log-probs equal token_logprobs, tiled or whole ro
 
 TEST_CASE("a tensor-parallel reward model gives transformers' scores and one process's gradients",
           "[distributed][tensor_parallel]") {
-  auto whole = grpo::load_qwen2_reward_model(fixtures / "reward");
-  whole->eval();
+  // Inputs: the fixture's (right-padded, 10 tokens: transformers' scores), its first 9 tokens (not
+  // a multiple of T = 2: sequence parallelism pads) and the same rows left-padded.
   const auto ids = expected("reward", "rm_ids");
   const auto mask = expected("reward", "rm_mask");
-  whole->forward(ids, mask).sum().backward();
-  std::map<std::string, at::Tensor> whole_grads;
-  for (const auto& item : whole->named_parameters()) whole_grads[item.key()] = item.value().grad();
-  for (const bool sequence : {false, true}) {
-  INFO((sequence ? "sequence parallel" : "tensor parallel"));
-  std::vector<at::Tensor> scores(2);
-  std::vector<double> worst(2, 0.0);
-  grpo_test::run_mesh(2, 2, [&](int rank, grpo::DeviceMesh& m) {
-    auto model = grpo::load_qwen2_reward_model(fixtures / "reward",
-                                               {.tensor_parallel = m.tensor_parallel(), .sequence_parallel = sequence});
-    model->eval();
-    const auto out = model->forward(ids, mask);
-    scores[static_cast<std::size_t>(rank)] = out.detach();
-    out.sum().backward();
-    for (const auto& item : model->named_parameters()) {
-      const auto slice = grpo::qwen2_parameter_slice(item.key(), model->model->shard());
-      auto want = whole_grads.at(item.key());
-      if (!slice.whole()) want = want.narrow(slice.dim, slice.slice.start, slice.slice.length);
-      const double scale = std::max(1.0, want.abs().max().item<double>());
-      worst[static_cast<std::size_t>(rank)] =
-          std::max(worst[static_cast<std::size_t>(rank)], (item.value().grad() - want).abs().max().item<double>() / scale);
+  const auto odd_ids = ids.narrow(1, 0, 9).contiguous();
+  const auto odd_mask = mask.narrow(1, 0, 9).contiguous();
+  auto left_ids = at::zeros_like(ids);
+  auto left_mask = at::zeros_like(mask);
+  for (std::int64_t i = 0; i < ids.size(0); ++i) {
+    const auto n = mask[i].sum().item<std::int64_t>();
+    left_ids[i].narrow(0, ids.size(1) - n, n).copy_(ids[i].narrow(0, 0, n));
+    left_mask[i].narrow(0, ids.size(1) - n, n).fill_(1);
+  }
+  struct Input {
+    const char* what;
+    at::Tensor ids, mask;
+  };
+  for (const auto& input : {Input{"fixture", ids, mask}, Input{"9 tokens", odd_ids, odd_mask},
+                            Input{"left-padded", left_ids, left_mask}}) {
+    auto whole = grpo::load_qwen2_reward_model(fixtures / "reward");
+    whole->eval();
+    const auto whole_scores = whole->forward(input.ids, input.mask);
+    whole_scores.sum().backward();
+    std::map<std::string, at::Tensor> whole_grads;
+    for (const auto& item : whole->named_parameters()) whole_grads[item.key()] = item.value().grad();
+    for (const bool sequence : {false, true}) {
+      INFO(input.what << (sequence ? ", sequence parallel" : ", tensor parallel"));
+      std::vector<at::Tensor> scores(2);
+      std::vector<double> worst(2, 0.0);
+      std::vector<bool> split_tokens(2, false);
+      grpo_test::run_mesh(2, 2, [&](int rank, grpo::DeviceMesh& m) {
+        auto model = grpo::load_qwen2_reward_model(fixtures / "reward",
+                                                   {.tensor_parallel = m.tensor_parallel(), .sequence_parallel = sequence});
+        model->eval();
+        split_tokens[static_cast<std::size_t>(rank)] = model->model->sequence_parallel();
+        const auto out = model->forward(input.ids, input.mask);
+        scores[static_cast<std::size_t>(rank)] = out.detach();
+        out.sum().backward();
+        for (const auto& item : model->named_parameters()) {
+          const auto slice = grpo::qwen2_parameter_slice(item.key(), model->model->shard());
+          auto want = whole_grads.at(item.key());
+          if (!slice.whole()) want = want.narrow(slice.dim, slice.slice.start, slice.slice.length);
+          const double scale = std::max(1.0, want.abs().max().item<double>());
+          worst[static_cast<std::size_t>(rank)] =
+              std::max(worst[static_cast<std::size_t>(rank)], (item.value().grad() - want).abs().max().item<double>() / scale);
+        }
+      });
+      for (int r = 0; r < 2; ++r) {
+        const auto i = static_cast<std::size_t>(r);
+        CHECK(split_tokens[i] == sequence);
+        if (std::string(input.what) == "fixture")
+          CHECK((scores[i] - expected("reward", "rm_scores")).abs().max().item<double>() < 1e-4);
+        CHECK((scores[i] - whole_scores.detach()).abs().max().item<double>() < 1e-5);
+        CHECK(worst[i] < 1e-5);
+      }
     }
+  }
+}
+
+TEST_CASE("sequence parallelism gives each rank its tokens of the embedding", "[distributed][tensor_parallel]") {
+  // The residual stream starts split: rank r holds tokens [r L / T, (r + 1) L / T) of the whole
+  // model's embedding output (summed over the vocabulary slices, reduce-scattered over the tokens).
+  const auto ids = expected("tied_gqa2", "right_ids").narrow(1, 0, 10).contiguous();  // [3, 10]
+  auto whole = grpo::load_qwen2(fixtures / "tied_gqa2");
+  at::Tensor want;
+  {
+    at::NoGradGuard no_grad;
+    want = whole->model->embed_tokens->forward(ids);
+  }
+  std::vector<at::Tensor> got(2);
+  grpo_test::run_mesh(2, 2, [&](int rank, grpo::DeviceMesh& m) {
+    auto model = grpo::load_qwen2(fixtures / "tied_gqa2", {.tensor_parallel = m.tensor_parallel(), .sequence_parallel = true});
+    at::NoGradGuard no_grad;
+    got[static_cast<std::size_t>(rank)] = model->model->embed_tokens->forward(ids, /*sequence=*/true);
   });
   for (int r = 0; r < 2; ++r) {
-    CHECK((scores[static_cast<std::size_t>(r)] - expected("reward", "rm_scores")).abs().max().item<double>() < 1e-4);
-    CHECK(worst[static_cast<std::size_t>(r)] < 1e-5);
-  }
+    REQUIRE(got[static_cast<std::size_t>(r)].sizes().equals({3, 5, want.size(2)}));
+    CHECK(at::equal(got[static_cast<std::size_t>(r)], want.narrow(1, 5 * r, 5)));
   }
 }
 

@@ -117,6 +117,18 @@ TEST_CASE("sharded tensors: missing, inconsistent or malformed pieces are named"
       REQUIRE_THROWS_WITH(ShardedTensors::open({folder / "bad.safetensors"}), Contains("bad.safetensors: tensor 'x': the slice metadata"));
     }
   }
+  SECTION("pieces cut along different dimensions") {
+    grpo::io::save_tensor_pieces(folder / "other.safetensors", {{"w0", at::zeros({4, 1}), {1, 1, 1, 2}}});
+    REQUIRE_THROWS_WITH(ShardedTensors::open({files[0], folder / "other.safetensors"}),
+                        Contains("other.safetensors: tensor 'w0': a slice of dimension 1, but"));
+  }
+  SECTION("a slice of another model's tensor (another whole size)") {
+    const auto pieces = ShardedTensors::open(files);
+    REQUIRE_THROWS_WITH(pieces.read("w0", {0, 2, 2, 8}),
+                        Contains("tensor 'w0': a slice of a tensor whose dimension 0 has 8 entries was asked for, but "
+                                 "the stored tensor has 4"));
+    CHECK(at::equal(pieces.read("w0", {0, 2, 2, 4}), w.narrow(0, 2, 2)));
+  }
   SECTION("a slice of another dimension than the pieces'") {
     const auto pieces = ShardedTensors::open(files);
     REQUIRE_THROWS_WITH(pieces.read("w0", {1, 0, 1, 2}), Contains("the pieces are slices of dimension 0, but dimension 1"));

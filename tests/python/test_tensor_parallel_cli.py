@@ -60,13 +60,16 @@ def assemble(shards: pathlib.Path, kind: str) -> dict:
     for key, parts in pieces.items():
         complete = [t for s, t in parts if s is None]
         if complete:
+            assert all(torch.equal(complete[0], t) for t in complete), f"{key}: the ranks' copies differ"
             whole[key] = complete[0]
             continue
         dim, full = parts[0][0][0], parts[0][0][3]
         by_start = {}
         for (d, start, length, f), t in parts:
             assert (d, f) == (dim, full) and t.shape[d] == length, key
-            by_start.setdefault(start, t)  # replicated slices: one copy each
+            if start in by_start:  # a replicated slice: every rank's copy is the same
+                assert torch.equal(by_start[start], t), f"{key}: two copies of [{start}, {start + length}) differ"
+            by_start.setdefault(start, t)
         at, cut = 0, []
         for start in sorted(by_start):
             assert start == at, f"{key}: a gap at {at}"
@@ -437,6 +440,7 @@ def test_sequence_parallel_training_reaches_the_weights_of_one_process(runs):
     result = torchrun(["train", "--config", str(tmp / "tp_config.json"), "--set", f"output_dir={json.dumps(str(out))}",
                        "--set", f"parallel={json.dumps({'tensor': 2, 'sequence': True})}"], nproc=2, timeout=600)
     assert result.returncode == 0, result.stderr.decode()
+    assert "tensor rank 1 of 2, data rank 0 of 1, sequence parallel" in result.stderr.decode()
     for step in STEPS:
         one, split = weights_at(tmp / "single", step), weights_at(out, step)
         assert max((one[k] - split[k]).abs().max().item() for k in one) < 1e-5, step

@@ -68,7 +68,8 @@ concept SelfRestoringPolicy = CheckpointablePolicy<P> && requires(P& p, const st
 ///   parameter_slice(name)   which slice that is (grpo::TensorSlice), recorded beside each piece
 ///                           of a sharded checkpoint
 ///   save_config(folder)     what describes the model besides its weights (config, tokenizer):
-///                           a sharded checkpoint keeps it to be converted into a whole folder
+///                           a sharded checkpoint keeps it to be converted into a whole folder.
+///                           One rank calls it (world rank 0): it must not be a collective
 /// Without a group (T = 1): all 1, t, t and the whole tensor.
 ///
 /// Satisfied by: grpo::Qwen2Policy.

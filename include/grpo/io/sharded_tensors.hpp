@@ -16,7 +16,6 @@
 // cover it). Files are plain safetensors: the safetensors package reads every piece.
 
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/cat.h>
 #include <ATen/ops/empty.h>
 #include <fmt/format.h>
 
@@ -99,6 +98,14 @@ class ShardedTensors {
           whole[static_cast<std::size_t>(s.dim)] = s.full;
         }
         auto [it, inserted] = out.tensors_.try_emplace(entry.name, Entry{.shape = whole, .dtype = entry.dtype, .pieces = {}});
+        if (!inserted) {  // the pieces of one tensor are slices of one dimension (or whole)
+          for (const auto& other : it->second.pieces) {
+            if (other.slice.whole() || piece.slice.whole() || other.slice.dim == piece.slice.dim) continue;
+            throw Error(fmt::format("{}: a slice of dimension {}, but {} holds a slice of dimension {}; the files are "
+                                    "not one checkpoint",
+                                    where, piece.slice.dim, out.files_[other.file].path().string(), other.slice.dim));
+          }
+        }
         if (!inserted && (it->second.shape != whole || it->second.dtype != entry.dtype)) {
           const auto& first = out.files_[it->second.pieces.front().file];
           throw Error(fmt::format("{}: a piece of shape {} ({}) in a whole tensor of shape {}, but {} holds a piece of "
@@ -136,6 +143,14 @@ class ShardedTensors {
       throw Error(fmt::format("{}: slice [{}, {}) of dimension {} is outside the whole shape {}", where, want.start,
                               want.end(), want.dim, detail::shape_text(e.shape)));
     }
+    // The asker's whole size must be the stored one: a slice of another model's tensor (another
+    // intermediate size, say) would otherwise be read from the wrong rows.
+    if (!want.whole() && want.full != 0 && want.full != e.shape[static_cast<std::size_t>(want.dim)]) {
+      throw Error(fmt::format("{}: a slice of a tensor whose dimension {} has {} entries was asked for, but the stored "
+                              "tensor has {} (whole shape {}); the checkpoint is of another model",
+                              where, want.dim, want.full, e.shape[static_cast<std::size_t>(want.dim)],
+                              detail::shape_text(e.shape)));
+    }
     for (const auto& p : e.pieces)  // a whole piece serves any slice
       if (p.slice.whole()) {
         const auto& file = files_[p.file];
@@ -150,7 +165,13 @@ class ShardedTensors {
     }
     const std::int64_t begin = want.whole() ? 0 : want.start;
     const std::int64_t end = want.whole() ? e.shape[static_cast<std::size_t>(dim)] : want.end();
-    std::vector<at::Tensor> parts;
+    // One output, each covering piece copied into its place: the result plus one piece at a time.
+    auto shape = e.shape;
+    shape[static_cast<std::size_t>(dim)] = end - begin;
+    const auto make_output = [&] {
+      return at::empty(shape, at::TensorOptions().dtype(options.dtype.value_or(dtype(name))).device(options.device));
+    };
+    at::Tensor out;
     for (std::int64_t at = begin; at < end;) {
       const Piece* cover = nullptr;
       for (const auto& p : e.pieces)
@@ -166,15 +187,13 @@ class ShardedTensors {
                                 where, at, dim, held));
       }
       const auto take = std::min(end, cover->slice.end()) - at;
-      parts.push_back(files_[cover->file].tensor_slice(cover->key, dim, at - cover->slice.start, take, options));
+      const auto part = files_[cover->file].tensor_slice(cover->key, dim, at - cover->slice.start, take, options);
+      if (take == end - begin) return part;  // one piece covers it all: no copy
+      if (!out.defined()) out = make_output();
+      out.narrow(dim, at - begin, take).copy_(part);
       at += take;
     }
-    if (parts.empty()) {  // an empty range
-      auto shape = e.shape;
-      shape[static_cast<std::size_t>(dim)] = 0;
-      return at::empty(shape, at::TensorOptions().dtype(options.dtype.value_or(dtype(name))).device(options.device));
-    }
-    return parts.size() == 1 ? parts.front() : at::cat(parts, dim);
+    return out.defined() ? out : make_output();  // an empty range
   }
 
  private:

@@ -226,13 +226,17 @@ class Qwen2Policy {
   /// The slice of the whole tensor `name` (a parameter's name) this rank holds: its part of a
   /// sharded checkpoint (grpo::TensorSlice; the whole tensor without tensor parallelism).
   TensorSlice parameter_slice(const std::string& name) const {
+    if (is_lora_parameter(name))
+      throw Error(fmt::format("{}: LoRA adapters are saved in PEFT's layout, not in a sharded checkpoint; use "
+                              "checkpoint_layout \"whole\" (or \"auto\") with adapters",
+                              name));
     const auto slice = qwen2_parameter_slice(name, model_->model->shard());
     if (slice.whole()) return {};
     return {.dim = slice.dim, .start = slice.slice.start, .length = slice.slice.length, .full = slice.full};
   }
 
   /// Writes config.json and the tokenizer files (no weights) into `folder`, atomically: what a
-  /// sharded checkpoint keeps beside its pieces. Under tensor parallelism the group's rank 0 writes.
+  /// sharded checkpoint keeps beside its pieces. Not a collective: one rank calls it.
   void save_config(const std::filesystem::path& folder) {
     save_pretrained(folder, Qwen2SaveOptions{.weights = false});
   }

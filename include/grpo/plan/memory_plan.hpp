@@ -48,8 +48,9 @@
 //   under bf16 autocast add c x (the layers' matrix parameters of the rank): autocast's bf16
 //   copies of the weights, cached until the update's autocast scope ends.
 //   With sequence parallelism (Megatron's, parallel.sequence) the [N, H] tensors outside the
-//   parallel regions are split over T: the norms' 2 (4 + p + c) N H, the final norm's and the
-//   checkpointed layer inputs become 1/T of the above.
+//   parallel regions are split over T: the norms' 2 (4 + p) N H, the final norm's and the
+//   checkpointed layer inputs become 1/T of the above; the projections' gathered input 2 c N H
+//   stays whole (they keep it for their weight gradients).
 //
 // The rest:
 //   log-prob chunk          2 min(chunk, N) V' 4: fp32 logits and their gradient (token_logprobs.hpp)
@@ -286,7 +287,9 @@ inline std::int64_t forward_peak(const RankDims& r, std::int64_t n, std::int64_t
 /// tensors (sequence parallelism over T ranks; 1 without).
 inline std::int64_t layer_activations(const RankDims& r, std::int64_t n, std::int64_t p, std::int64_t c,
                                       std::int64_t split) {
-  return n * (2 * (4 + p + c) * r.h / split + 4 * c * r.heads * r.d + 4 * r.heads + 4 * c * r.intermediate);
+  // split > 1: each norm's fp32 input and normalised value hold this rank's tokens; the gathered
+  // input of the column-parallel projections, which they keep for their weight gradients, all tokens
+  return n * (2 * ((4 + p) * r.h / split + c * r.h) + 4 * c * r.heads * r.d + 4 * r.heads + 4 * c * r.intermediate);
 }
 
 /// parallel.tensor = t splits the policy and the reward model; the error names the model, the

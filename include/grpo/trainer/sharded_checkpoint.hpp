@@ -137,9 +137,9 @@ inline void write_shard_index(const std::filesystem::path& shards, const ShardCo
 /// the optimizer state (memory-mapped; nothing is read until asked for).
 class ShardedCheckpoint {
  public:
-  /// Opens `shards` (a step folder's shards/). Throws grpo::Error naming the index and the field,
-  /// or a file the index lists that is missing.
-  static ShardedCheckpoint open(const std::filesystem::path& shards) {
+  /// Opens `shards` (a step folder's shards/); `optimizer` false: the weights only (an export).
+  /// Throws grpo::Error naming the index and the field, or a file the index lists that is missing.
+  static ShardedCheckpoint open(const std::filesystem::path& shards, bool optimizer = true) {
     ShardedCheckpoint out;
     out.folder_ = shards;
     const auto index_path = shards / "index.json";
@@ -156,7 +156,8 @@ class ShardedCheckpoint {
       }
       return values;
     };
-    if (!index.is_object() || index.value("format", std::string()) != sharded_checkpoint_format) {
+    const auto format = index.is_object() ? index.find("format") : index.end();
+    if (format == index.end() || !format->is_string() || format->get<std::string>() != sharded_checkpoint_format) {
       throw Error(fmt::format("{}: format: expected \"{}\"; not a grpo sharded checkpoint index", where,
                               sharded_checkpoint_format));
     }
@@ -180,7 +181,7 @@ class ShardedCheckpoint {
           static_cast<int>(*value);
     }
     out.weights_ = io::ShardedTensors::open(files("weights"));
-    out.optimizer_ = io::ShardedTensors::open(files("optimizer"));
+    if (optimizer) out.optimizer_ = io::ShardedTensors::open(files("optimizer"));
     for (const auto& name : out.parameters_)
       if (!out.weights_.contains(name))
         throw Error(fmt::format("{}: parameter '{}' is listed but no weights file holds it", where, name));
@@ -283,11 +284,11 @@ class ShardedCheckpoint {
 
 /// Writes the policy of the sharded checkpoint `shards` (a step folder's shards/) whole into
 /// `out` in Hugging Face layout (config and tokenizer files copied, weights in the stored dtype,
-/// split like save_pretrained), one tensor at a time: memory stays at the largest tensor. `out`
-/// is replaced atomically.
+/// split like save_pretrained), one tensor at a time: memory stays at the largest tensor plus one
+/// piece of it. `out` is replaced atomically.
 inline void export_sharded_policy(const std::filesystem::path& shards, const std::filesystem::path& out,
                                   const io::ShardOptions& options = {}) {
-  const auto checkpoint = ShardedCheckpoint::open(shards);
+  const auto checkpoint = ShardedCheckpoint::open(shards, /*optimizer=*/false);
   const auto& weights = checkpoint.weights();
   std::vector<io::TensorSpec> specs;
   for (const auto& name : checkpoint.parameters())

@@ -329,6 +329,7 @@ class Trainer {
 
   /// Runs until options().steps, writing metrics, samples, progress and checkpoints.
   void train() {
+    check_checkpoint_layout();  // before step 1, not at the first checkpoint
     const bool main = writes();  // world rank 0 writes; the others only compute
     if (main) {
       std::filesystem::create_directories(options_.output_dir);
@@ -446,8 +447,22 @@ class Trainer {
         if (export_policy) export_sharded_policy(stage->path() / "shards", stage->path() / "policy");
         published = detail::publish_checkpoint(dir, *stage, state, options_.keep_checkpoints);
       }
-      if (world != nullptr) world->barrier_without_timeout();  // rank 0's export may take minutes at 32B
+      // Within the group's timeout (distributed.timeout_s): rank 0's export of a 32B policy takes
+      // minutes, and a rank 0 that failed must not leave the others waiting forever.
+      if (world != nullptr) world->barrier();
       return published;
+    }
+  }
+
+  /// The sharded layout needs a policy that says which slice of each tensor it holds (and every
+  /// tensor it has in such a slice: a LoRA adapter is refused by Qwen2Policy::parameter_slice).
+  void check_checkpoint_layout() const {
+    if (!sharded_checkpoints()) return;
+    if constexpr (!TensorParallelPolicy<P>) {
+      throw Error("checkpoint_layout sharded: this policy does not model grpo::TensorParallelPolicy (it cannot say "
+                  "which slice of each tensor it holds); use the whole layout");
+    } else {
+      for (const auto& [name, tensor] : policy_.named_parameters()) (void)policy_.parameter_slice(name);
     }
   }
 

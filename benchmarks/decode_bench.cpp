@@ -1,3 +1,6 @@
+// Also BM_GroupPrefill: the prefill of a GRPO batch with and without sharing each prompt's
+// prefill among its G samples (below).
+//
 // Question: how many tokens per second does grpo's batched decoding (grpo::generate: static KV
 // cache, one forward per step for every live row) reach on a Qwen2.5-0.5B-shaped model (hidden
 // 896, 24 layers, 14 query / 2 key-value heads, intermediate 4864, vocabulary 151,936, tied;
@@ -139,6 +142,32 @@ BENCHMARK(BM_GrpoDecode)
     ->ArgNames({"batch", "graphs"})
     ->ArgsProduct({{1, 16, 64}, {1, 0}})
     ->UseManualTime()
+    ->Iterations(3)
+    ->Unit(benchmark::kMillisecond);
+
+// The prefill of a GRPO batch: `prompts` distinct prompts x G = `group` samples each, one new
+// token. share:1 (the default) prefills each distinct prompt once and copies its cache rows to
+// its G requests (DecodeOptions::share_prompt_prefill); share:0 prefills every request, the
+// baseline. rows_per_s = requests prefilled per second; the ratio of the two rows is the gain.
+void BM_GroupPrefill(benchmark::State& state) {
+  const auto distinct = prompts(state.range(0));
+  const auto group = state.range(1);
+  const bool share = state.range(2) != 0;
+  std::vector<std::vector<std::int64_t>> batch;
+  for (const auto& p : distinct)
+    for (std::int64_t g = 0; g < group; ++g) batch.push_back(p);
+  const auto run = [&] {
+    const auto out = grpo::generate(model(), batch, {.max_new_tokens = 1, .greedy = true}, nullptr,
+                                    grpo::DecodeOptions{.share_prompt_prefill = share});
+    benchmark::DoNotOptimize(out.data());
+  };
+  run();  // warm-up
+  for (auto _ : state) run();
+  state.counters["rows_per_s"] = benchmark::Counter(static_cast<double>(batch.size()), benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_GroupPrefill)
+    ->ArgNames({"prompts", "group", "share"})
+    ->ArgsProduct({{4}, {8}, {1, 0}})
     ->Iterations(3)
     ->Unit(benchmark::kMillisecond);
 

@@ -67,6 +67,72 @@ TEST_CASE("greedy generation of 64 tokens gives transformers' ids", "[sampling]"
   }
 }
 
+TEST_CASE("requests with the same prompt share one prefill and sample what each samples alone", "[sampling]") {
+  // A GRPO batch: G = 3 samples of each of 3 prompts (of different lengths), interleaved.
+  const auto distinct = prompts_of("tied_gqa2");
+  std::vector<std::vector<std::int64_t>> prompts;
+  std::vector<std::uint64_t> seeds;
+  for (int g = 0; g < 3; ++g)
+    for (const auto& p : distinct) {
+      prompts.push_back(p);
+      seeds.push_back(100 + seeds.size());
+    }
+  const auto groups = grpo::detail::group_identical_prompts(prompts);
+  CHECK(groups.first == std::vector<std::int64_t>{0, 1, 2});
+  CHECK(groups.source == std::vector<std::int64_t>{0, 1, 2, 0, 1, 2, 0, 1, 2});
+
+  auto model = grpo::load_qwen2(fixtures / "tied_gqa2");
+  model->eval();
+  // Greedy: every copy of a prompt gives transformers' tokens for it.
+  const auto greedy = grpo::generate(model, prompts, {.max_new_tokens = 64, .greedy = true});
+  const auto reference = expected("tied_gqa2", "gen_greedy");
+  for (std::size_t i = 0; i < prompts.size(); ++i) CHECK(greedy[i].ids == to_vector(reference[static_cast<std::int64_t>(i % 3)]));
+
+  // Sampled: each request's own seed; the same tokens as without sharing and as the request alone.
+  const grpo::SamplingOptions options{.temperature = 1.0, .top_p = 0.95, .max_new_tokens = 24, .seeds = seeds};
+  const auto shared = grpo::generate(model, prompts, options);
+  const auto unshared = grpo::generate(model, prompts, options, nullptr, {.share_prompt_prefill = false});
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    INFO("request " << i);
+    CHECK(shared[i].ids == unshared[i].ids);
+    REQUIRE(shared[i].logprobs.size() == unshared[i].logprobs.size());
+    for (std::size_t k = 0; k < shared[i].logprobs.size(); ++k)
+      CHECK(shared[i].logprobs[k] == Approx(unshared[i].logprobs[k]).margin(1e-5));
+    const std::vector<std::vector<std::int64_t>> alone = {prompts[i]};
+    auto one = options;
+    one.seeds = {seeds[i]};
+    CHECK(grpo::generate(model, alone, one)[0].ids == shared[i].ids);
+  }
+  CHECK(shared[0].ids != shared[3].ids);  // the copies of a prompt draw their own samples
+}
+
+TEST_CASE("a KV cache's copied rows decode as rows prefilled on their own", "[sampling]") {
+  // Two prompts prefilled, then rows [1, 0, 1] copied from them: one decode step gives the
+  // hidden states of a cache prefilled with those three prompts directly.
+  auto model = grpo::load_qwen2(fixtures / "tied_gqa2");
+  model->eval();
+  at::NoGradGuard no_grad;
+  const auto ids = expected("tied_gqa2", "gen_prompt_ids");
+  const auto mask = expected("tied_gqa2", "gen_prompt_mask");
+  const auto two = at::arange(2, at::kLong);
+  const auto order = at::tensor(std::vector<std::int64_t>{1, 0, 1}, at::kLong);
+  auto copied = model->model->make_cache(3, ids.size(1) + 4);
+  copied.reset(2);
+  (void)model->forward(ids.index_select(0, two), mask.index_select(0, two), &copied);
+  copied.copy_rows(order);
+  REQUIRE(copied.batch_size() == 3);
+  auto direct = model->model->make_cache(3, ids.size(1) + 4);
+  (void)model->forward(ids.index_select(0, order), mask.index_select(0, order), &direct);
+  const auto next = at::tensor(std::vector<std::int64_t>{5, 7, 9}, at::kLong).unsqueeze(1);
+  const auto a = model->forward(next, {}, &copied);
+  const auto b = model->forward(next, {}, &direct);
+  CHECK((a - b).abs().max().item<double>() < 1e-6);
+  REQUIRE_THROWS_WITH(copied.copy_rows(at::tensor(std::vector<std::int64_t>{0, 3}, at::kLong)),
+                      Catch::Matchers::Contains("KVCache::copy_rows: row indices must lie in [0, 3)"));
+  REQUIRE_THROWS_WITH(copied.copy_rows(at::zeros({4}, at::kLong)),
+                      Catch::Matchers::Contains("KVCache::copy_rows: expected 1 to 3 row indices"));
+}
+
 TEST_CASE("rows that reach the EOS stop there while the others go on", "[sampling]") {
   for (const auto& name : causal_models) {
     INFO(name);

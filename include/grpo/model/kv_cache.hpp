@@ -205,23 +205,13 @@ class KVCache {
 
   /// Keeps only rows `rows` ([B'] int64, indices into the current rows, in the new order) and
   /// drops the others, so later steps compute B' rows. Copies the written slots once.
-  void keep_rows(const at::Tensor& rows) {
-    if (step_tokens_ != 0) throw Error("KVCache::keep_rows: not allowed inside a step");
-    if (static_window_ != 0) throw Error("KVCache::keep_rows: leave static-window mode first (set_static_window(0))");
-    const auto kept = rows.numel();
-    if (rows.dim() != 1 || kept == 0 || kept > batch_) {
-      throw Error(
-          fmt::format("KVCache::keep_rows: expected 1 to {} row indices, found shape {}", batch_, shape_string(rows)));
-    }
-    const auto index = rows.to(options_.device).to(at::kLong);
-    for (std::size_t layer = 0; layer < keys_.size(); ++layer) {
-      compact(keys_[layer], index, kept, 2);
-      compact(values_[layer], index, kept, 2);
-    }
-    compact(key_mask_, index, kept, 1);
-    next_positions_.narrow(0, 0, kept).copy_(next_positions_.narrow(0, 0, batch_).index_select(0, index));
-    batch_ = kept;
-  }
+  void keep_rows(const at::Tensor& rows) { select_rows(rows, batch_, "keep_rows"); }
+
+  /// The rows `rows` ([B'] int64, indices into the current rows, repeats allowed) become the
+  /// cache's rows, B' up to the allocated batch: row r is a copy of current row rows[r] (its
+  /// keys, values, mask and next position). Requests that share a prompt are prefilled once and
+  /// then copied into their own rows this way.
+  void copy_rows(const at::Tensor& rows) { select_rows(rows, options_.batch_size, "copy_rows"); }
 
   /// Empties the cache for a new batch of at most the original batch size.
   void reset(std::int64_t batch_size = -1) {
@@ -238,6 +228,27 @@ class KVCache {
   }
 
  private:
+  void select_rows(const at::Tensor& rows, std::int64_t most, const char* what) {
+    if (step_tokens_ != 0) throw Error(fmt::format("KVCache::{}: not allowed inside a step", what));
+    if (static_window_ != 0)
+      throw Error(fmt::format("KVCache::{}: leave static-window mode first (set_static_window(0))", what));
+    const auto kept = rows.numel();
+    if (rows.dim() != 1 || kept == 0 || kept > most) {
+      throw Error(fmt::format("KVCache::{}: expected 1 to {} row indices, found shape {}", what, most, shape_string(rows)));
+    }
+    if (rows.is_cpu() && (rows.min().item<std::int64_t>() < 0 || rows.max().item<std::int64_t>() >= batch_)) {
+      throw Error(fmt::format("KVCache::{}: row indices must lie in [0, {})", what, batch_));
+    }
+    const auto index = rows.to(options_.device).to(at::kLong);
+    for (std::size_t layer = 0; layer < keys_.size(); ++layer) {
+      compact(keys_[layer], index, kept, 2);
+      compact(values_[layer], index, kept, 2);
+    }
+    compact(key_mask_, index, kept, 1);
+    next_positions_.narrow(0, 0, kept).copy_(next_positions_.narrow(0, 0, batch_).index_select(0, index));
+    batch_ = kept;
+  }
+
   static std::string shape_string(const at::Tensor& t) {
     if (!t.defined()) return "an undefined tensor";
     std::string out = "[";
@@ -245,7 +256,8 @@ class KVCache {
     return out + "]";
   }
 
-  // Moves rows `index` of the first `length_` slots (dimension `slot_dim`) to rows 0..kept-1.
+  // Moves rows `index` of the first `length_` slots (dimension `slot_dim`) to rows 0..kept-1
+  // (index_select makes a copy first, so a row may go to a later row, or to several).
   void compact(at::Tensor& storage, const at::Tensor& index, std::int64_t kept, std::int64_t slot_dim) const {
     if (length_ == 0) return;
     auto written = storage.narrow(0, 0, batch_).narrow(slot_dim, 0, length_);

@@ -4,8 +4,9 @@
 // reasons), the seeds and the stop rules are the model-agnostic ones of grpo/sampling/generate.hpp;
 // this file is the Qwen2 decode loop that produces them.
 //
-// Prompts of different lengths are left-padded and prefilled together; then one token per live
-// row per step. A row ends with finish_reason stop when it samples a stop token id or when its
+// Prompts of different lengths are left-padded and prefilled together (requests with the same
+// prompt, a GRPO group's G samples, once: DecodeOptions::share_prompt_prefill); then one token
+// per live row per step. A row ends with finish_reason stop when it samples a stop token id or when its
 // decoded text contains a stop string, and with length after max_new_tokens; finished rows are
 // dropped from the cache (KVCache::keep_rows), so later steps compute only the live ones.
 
@@ -25,6 +26,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <random>
@@ -60,9 +62,39 @@ struct DecodeOptions {
   /// Where a note goes when CUDA graph capture fails and decoding falls back to eager steps;
   /// null: no note (default).
   Reporter* reporter = nullptr;
+  /// Requests with the same prompt ids (the G samples of a GRPO group) share one prefill: the
+  /// distinct prompts are prefilled, then each request's cache row is a copy of its prompt's
+  /// (KVCache::copy_rows). Prefill work and its activations shrink by the number of copies;
+  /// the samples are the same. Default true.
+  bool share_prompt_prefill = true;
 };
 
 namespace detail {
+
+/// Requests grouped by identical prompt ids: source[i] is the distinct prompt request i has,
+/// first[u] the first request with distinct prompt u (in request order).
+struct PromptGroups {
+  std::vector<std::int64_t> source;
+  std::vector<std::int64_t> first;
+};
+
+struct IdsLess {
+  bool operator()(std::span<const std::int64_t> a, std::span<const std::int64_t> b) const {
+    return std::lexicographical_compare(a.begin(), a.end(), b.begin(), b.end());
+  }
+};
+
+inline PromptGroups group_identical_prompts(std::span<const std::vector<std::int64_t>> prompts) {
+  PromptGroups groups;
+  std::map<std::span<const std::int64_t>, std::int64_t, IdsLess> seen;
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    const auto [it, inserted] = seen.try_emplace(std::span<const std::int64_t>(prompts[i]),
+                                                 static_cast<std::int64_t>(groups.first.size()));
+    if (inserted) groups.first.push_back(static_cast<std::int64_t>(i));
+    groups.source.push_back(it->second);
+  }
+  return groups;
+}
 
 /// One decode step's outputs, on the host.
 struct StepResult {
@@ -253,8 +285,23 @@ inline std::vector<Generation> qwen2_decode(Qwen2Model& model, std::span<const s
   if (static_steps) static_step.emplace(model, cache, options, graphs, decode.reporter);
   std::int64_t window = 0;  // the static window
 
-  // Prefill, and the first token from the prompts' last position.
-  auto hidden = model->forward(ids.to(device), mask.to(device), &cache).select(1, width - 1);  // [B, H]
+  // Prefill, and the first token from the prompts' last position. Requests with the same prompt
+  // share one prefill: the distinct prompts fill the first U rows, then every request's row is
+  // copied from its prompt's.
+  at::Tensor hidden;  // [B, H]
+  const auto groups = decode.share_prompt_prefill ? detail::group_identical_prompts(prompts) : detail::PromptGroups{};
+  if (decode.share_prompt_prefill && static_cast<std::int64_t>(groups.first.size()) < batch) {
+    const auto distinct = static_cast<std::int64_t>(groups.first.size());
+    const auto first = at::from_blob(const_cast<std::int64_t*>(groups.first.data()), {distinct}, at::kLong).clone();
+    const auto source = at::from_blob(const_cast<std::int64_t*>(groups.source.data()), {batch}, at::kLong).clone();
+    cache.reset(distinct);
+    hidden = model->forward(ids.index_select(0, first).to(device), mask.index_select(0, first).to(device), &cache)
+                 .select(1, width - 1);  // [U, H]
+    cache.copy_rows(source);
+    hidden = hidden.index_select(0, source.to(device));
+  } else {
+    hidden = model->forward(ids.to(device), mask.to(device), &cache).select(1, width - 1);
+  }
   at::Tensor next;  // [B] host: the tokens to feed next
   for (std::int64_t step = 0; step < options.max_new_tokens; ++step) {
     const auto cache_rows = static_cast<std::int64_t>(rows.size());

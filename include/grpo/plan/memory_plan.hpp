@@ -61,7 +61,8 @@
 //                           a layer's input and residual, the norm's output and the attention
 //                           output, and the widest of the MLP's four [N, I'], attention's q, k, v
 //                           and their expansions, or the norm's fp32 temporaries. Used for the
-//                           prefill of R x prompt_tokens tokens and for the reward model's
+//                           prefill of ceil(R / G) x prompt_tokens tokens (the G samples of a
+//                           prompt share one prefill) and for the reward model's
 //                           batch_size x max_tokens (scored in its own dtype, no autocast).
 //   reward model            P'_rm p (split over the same T ranks) + F_rm(batch_size max_tokens)
 //
@@ -391,7 +392,10 @@ inline MemoryPlan plan_memory(const MemoryPlanOptions& options) {
   plan.kv_length = options.prompt_tokens + options.max_new_tokens;
   plan.kv_heads_per_gpu = dims.kv_heads;
   plan.kv_cache = plan.sampling_rows * plan.kv_length * 2 * dims.layers * dims.kv_heads * dims.d * p;
-  plan.prefill_activations = detail::forward_peak(dims, plan.sampling_rows * options.prompt_tokens, p, c);
+  // The G samples of a prompt share one prefill (DecodeOptions::share_prompt_prefill): a wave of
+  // R rows prefills about R / G distinct prompts.
+  const auto prefill_rows = (plan.sampling_rows + options.group_size - 1) / std::max<std::int64_t>(1, options.group_size);
+  plan.prefill_activations = detail::forward_peak(dims, prefill_rows * options.prompt_tokens, p, c);
 
   if (options.reward_model) {
     plan.reward_count = count_qwen2_parameters(*options.reward_model);

@@ -75,15 +75,6 @@ inline std::vector<std::string> param_names(const std::vector<at::Tensor>& param
   return names;
 }
 
-inline std::string join_names(const std::vector<std::string>& names) {
-  std::string out;
-  for (const auto& n : names) {
-    if (out.size() > 400) return out + ", ...";
-    out += (out.empty() ? "" : ", ") + (n.empty() ? std::string("?") : n);
-  }
-  return out;
-}
-
 /// AdamW moments by position among the trainable tensors, each with the policy's name of its
 /// tensor, so a resume whose trainable set differs (another policy.freeze) is refused instead of
 /// misapplied; and the float32 master of each tensor that has one (MasterWeights).
@@ -148,15 +139,7 @@ inline std::vector<AdamWMoments> read_adamw(const std::filesystem::path& path, c
     if (file.contains(master)) out[i].master = read(master);
     auto step = metadata.find(fmt::format("param.{}.step", i));
     if (step == metadata.end()) continue;
-    {
-      std::int64_t value = -1;
-      const auto& text = step->second;
-      const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-      if (ec != std::errc() || end != text.data() + text.size() || value < 0)
-        throw Error(fmt::format("{}: param.{}.step: expected a non-negative integer, found \"{}\"", path.string(), i,
-                                text.substr(0, 40)));
-      out[i].step = value;
-    }
+    out[i].step = parse_step(step->second, path.string(), fmt::format("param.{}.step", i));
     out[i].exp_avg = read(fmt::format("param.{}.exp_avg", i));
     out[i].exp_avg_sq = read(fmt::format("param.{}.exp_avg_sq", i));
   }

@@ -73,6 +73,26 @@ inline std::string optimizer_file_name(int t, int T, int d, int D) {
   return fmt::format("optimizer-tp{:03}-of-{:03}-dp{:03}-of-{:03}.safetensors", t, T, d, D);
 }
 
+/// Names for a message: comma-separated, "?" for an unnamed tensor, cut after ~400 characters.
+inline std::string join_names(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) {
+    if (out.size() > 400) return out + ", ...";
+    out += (out.empty() ? "" : ", ") + (n.empty() ? std::string("?") : n);
+  }
+  return out;
+}
+
+/// An optimizer file's "param.<i>.step" metadata: a non-negative integer, else an error naming
+/// `file` and `key`.
+inline std::int64_t parse_step(const std::string& text, const std::string& file, const std::string& key) {
+  std::int64_t value = -1;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || value < 0)
+    throw Error(fmt::format("{}: {}: expected a non-negative integer, found \"{}\"", file, key, text.substr(0, 40)));
+  return value;
+}
+
 /// The slice of parameter `name` the policy holds (the whole tensor for a policy that cannot be split).
 template <class P>
 TensorSlice slice_of(const P& policy, const std::string& name) {
@@ -227,7 +247,8 @@ class ShardedCheckpoint {
     if (names != trainable_) {
       throw Error(fmt::format("{}: optimizer state for {} trainable tensors ({}), but this run trains {} ({}); resume "
                               "with the same model architecture and the same frozen parameters",
-                              folder_.string(), trainable_.size(), preview(trainable_), names.size(), preview(names)));
+                              folder_.string(), trainable_.size(), detail::join_names(trainable_), names.size(),
+                              detail::join_names(names)));
     }
     std::vector<AdamWMoments> out(params.size());
     for (std::size_t i = 0; i < params.size(); ++i) {
@@ -252,26 +273,12 @@ class ShardedCheckpoint {
   }
 
  private:
-  static std::string preview(const std::vector<std::string>& names) {
-    std::string out;
-    for (const auto& n : names) {
-      if (out.size() > 300) return out + ", ...";
-      out += (out.empty() ? "" : ", ") + n;
-    }
-    return out;
-  }
-
   std::optional<std::int64_t> find_step(std::size_t i) const {
     const auto key = fmt::format("param.{}.step", i);
     for (const auto& file : optimizer_.files()) {
       const auto it = file.metadata().find(key);
       if (it == file.metadata().end()) continue;
-      std::int64_t value = -1;
-      const auto [end, ec] = std::from_chars(it->second.data(), it->second.data() + it->second.size(), value);
-      if (ec != std::errc() || end != it->second.data() + it->second.size() || value < 0)
-        throw Error(fmt::format("{}: {}: expected a non-negative integer, found \"{}\"", file.path().string(), key,
-                                it->second.substr(0, 40)));
-      return value;
+      return detail::parse_step(it->second, file.path().string(), key);
     }
     return std::nullopt;
   }

@@ -415,8 +415,8 @@ class Trainer {
   /// every rank writes its files into it, rank 0 indexes, exports and publishes.
   std::filesystem::path save_sharded_checkpoint(const TrainerState& state, bool export_policy) {
     if constexpr (!TensorParallelPolicy<P>) {
-      throw Error("checkpoint_layout sharded: this policy does not model grpo::TensorParallelPolicy (it cannot say "
-                  "which slice of each tensor it holds); use the whole layout");
+      check_checkpoint_layout();  // throws: this policy cannot be saved sharded
+      return {};
     } else {
       namespace fs = std::filesystem;
       const fs::path dir = options_.output_dir / "checkpoints";

@@ -28,23 +28,18 @@
 #include <grpo/model/qwen2_sharding.hpp>
 
 #include "../catch_torch.hpp"
+#include "../qwen2_fixtures.hpp"
 #include "rank_threads.hpp"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-const fs::path fixtures = fs::path(GRPO_FIXTURE_DIR) / "qwen2";
+const fs::path& fixtures = grpo_test::qwen2_fixtures;
+using grpo_test::expected;
+using grpo_test::masked_max_difference;
+using grpo_test::prompts_of;
 
-at::Tensor expected(const std::string& model, const std::string& name) {
-  return grpo::io::SafetensorsCheckpoint::open(fixtures / model / "expected.safetensors").load(name);
-}
-
-double masked_max_difference(const at::Tensor& a, const at::Tensor& b, const at::Tensor& mask) {
-  auto keep = mask.to(at::kBool);
-  while (keep.dim() < a.dim()) keep = keep.unsqueeze(-1);
-  return ((a.to(at::kDouble) - b.to(at::kDouble)).abs() * keep).max().item<double>();
-}
 
 struct Mesh {
   int world;
@@ -62,16 +57,6 @@ at::Tensor weighted_loss(const grpo::TokenLogprobs& out) {
   return (out.logprobs * c).sum() + (out.entropy * c).sum() / 3.0;
 }
 
-std::vector<std::vector<std::int64_t>> prompts_of(const std::string& model) {
-  const auto ids = expected(model, "gen_prompt_ids");
-  const auto mask = expected(model, "gen_prompt_mask").to(at::kBool);
-  std::vector<std::vector<std::int64_t>> prompts;
-  for (std::int64_t i = 0; i < ids.size(0); ++i) {
-    const auto row = ids[i].masked_select(mask[i]).contiguous();
-    prompts.emplace_back(row.data_ptr<std::int64_t>(), row.data_ptr<std::int64_t>() + row.numel());
-  }
-  return prompts;
-}
 
 }  // namespace
 

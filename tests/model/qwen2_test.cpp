@@ -9,6 +9,8 @@
 #include <grpo/io/safetensors.hpp>
 #include <grpo/model/qwen2_checkpoint.hpp>
 
+#include "../qwen2_fixtures.hpp"
+
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -30,19 +32,11 @@ const bool single_threaded = [] {
   return true;
 }();
 
-const fs::path fixtures = fs::path(GRPO_FIXTURE_DIR) / "qwen2";
+const fs::path& fixtures = grpo_test::qwen2_fixtures;
+using grpo_test::expected;
+using grpo_test::masked_max_difference;
 const std::vector<std::string> causal_models = {"tied_gqa2", "untied_mha", "gqa4_sharded", "mqa"};
 
-at::Tensor expected(const std::string& model, const std::string& name) {
-  return grpo::io::SafetensorsCheckpoint::open(fixtures / model / "expected.safetensors").load(name);
-}
-
-// max |a - b| over positions where mask [B, T] is 1 (a, b: [B, T, ...])
-double masked_max_difference(const at::Tensor& a, const at::Tensor& b, const at::Tensor& mask) {
-  auto keep = mask.to(at::kBool);
-  while (keep.dim() < a.dim()) keep = keep.unsqueeze(-1);
-  return ((a.to(at::kDouble) - b.to(at::kDouble)).abs() * keep).max().item<double>();
-}
 
 fs::path scratch_folder(const std::string& name) {
   const auto folder = fs::path(GRPO_FIXTURE_DIR) / "scratch-model-tests" / name;

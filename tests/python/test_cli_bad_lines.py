@@ -3,16 +3,11 @@ whole input is read and checked before any work, so a bad line is an error namin
 ("<source>:<line>: <reason>", exit code 1) with nothing written to standard output (nor to eval's
 --output). Table-driven: each subcommand gets a good line, a blank line, a bad line, a good line."""
 import json
-import os
-import pathlib
-import subprocess
 
 import pytest
 
-BUILD = pathlib.Path(os.environ.get("GRPO_BUILD_DIR", "build/cpu"))
-FIXTURES = pathlib.Path(os.environ.get("GRPO_FIXTURE_DIR", BUILD / "fixtures")) / "qwen2"
-PROGRAM = BUILD / "examples" / "longwriter-zero"
-MODEL = FIXTURES / "cli_tiny"
+from cli_program import MODEL, run_program
+
 
 GOOD = {"prompt": "Write about tea.", "response": "<answer>Tea is calm.</answer>", "completion": " Tea."}
 
@@ -36,11 +31,7 @@ BAD_LINES = [
 
 
 def run(args, timeout=120):
-    if not PROGRAM.exists():
-        pytest.fail(f"{PROGRAM} is not built (cmake --build <build> --target longwriter-zero)")
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run([str(PROGRAM), *map(str, args)], capture_output=True, timeout=timeout, env=env,
-                          stdin=subprocess.DEVNULL)
+    return run_program(args, timeout)
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -17,9 +17,8 @@ from typing import Callable
 
 import pytest
 
-BUILD = pathlib.Path(os.environ.get("GRPO_BUILD_DIR", "build/cpu"))
-SOURCE = pathlib.Path(os.environ.get("GRPO_SOURCE_DIR", "."))
-PROGRAM = BUILD / "examples" / "longwriter-zero"
+from cli_program import PROGRAM, SOURCE
+
 TINY = SOURCE / "examples" / "data" / "tiny" / "base-policy"
 
 DEEP = b"[" * 70_000 + b"]" * 70_000

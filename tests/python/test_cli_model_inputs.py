@@ -17,22 +17,15 @@ import json
 import os
 import pathlib
 import shutil
-import subprocess
 
 import pytest
 
-BUILD = pathlib.Path(os.environ.get("GRPO_BUILD_DIR", "build/cpu"))
-SOURCE = pathlib.Path(os.environ.get("GRPO_SOURCE_DIR", "."))
-FIXTURES = pathlib.Path(os.environ.get("GRPO_FIXTURE_DIR", BUILD / "fixtures")) / "qwen2"
-PROGRAM = BUILD / "examples" / "longwriter-zero"
-MODEL = FIXTURES / "cli_tiny"
+from cli_program import MODEL, SOURCE, run_program
+
 
 
 def run(args, stdin=b"", timeout=60):
-    if not PROGRAM.exists():
-        pytest.fail(f"{PROGRAM} is not built (cmake --build <build> --target longwriter-zero)")
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run([str(PROGRAM), *map(str, args)], input=stdin, capture_output=True, timeout=timeout, env=env)
+    return run_program(args, timeout, stdin=stdin)
 
 
 def jsonl(rows) -> bytes:

@@ -6,25 +6,17 @@ output path (a file: eval --output, plot -o; a folder: train --output, train-rm 
 created, a folder where a file is expected and a file where a folder is expected), and over the
 subcommands that write to standard output, sent to /dev/full."""
 import json
-import os
 import pathlib
 import subprocess
 
 import pytest
 
-BUILD = pathlib.Path(os.environ.get("GRPO_BUILD_DIR", "build/cpu"))
-SOURCE = pathlib.Path(os.environ.get("GRPO_SOURCE_DIR", "."))
-FIXTURES = pathlib.Path(os.environ.get("GRPO_FIXTURE_DIR", BUILD / "fixtures")) / "qwen2"
-PROGRAM = BUILD / "examples" / "longwriter-zero"
-MODEL = FIXTURES / "cli_tiny"
+from cli_program import MODEL, fixture_config, run_program
+
 
 
 def run(args, timeout=120, stdout=subprocess.PIPE):
-    if not PROGRAM.exists():
-        pytest.fail(f"{PROGRAM} is not built (cmake --build <build> --target longwriter-zero)")
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run([str(PROGRAM), *map(str, args)], stdout=stdout, stderr=subprocess.PIPE, timeout=timeout,
-                          env=env, stdin=subprocess.DEVNULL)
+    return run_program(args, timeout, stdout=stdout)
 
 
 def inputs(tmp: pathlib.Path) -> dict:
@@ -38,12 +30,8 @@ def inputs(tmp: pathlib.Path) -> dict:
     pairs = tmp / "pairs.jsonl"
     pairs.write_text("".join(json.dumps({"prompt": "Write about tea.", "chosen": "Tea is calm. " * (i + 1),
                                          "rejected": "calm is tea. " * (i + 1)}) + "\n" for i in range(4)))
-    config = json.loads((SOURCE / "examples" / "configs" / "tiny.json").read_text())
-    config.update(output_dir=str(tmp / "run"), tokenizer=str(MODEL), prompts=str(prompts))
-    config["policy"]["model"] = str(MODEL)
+    config = fixture_config(tmp, prompts)
     writing = config["rewards"]["writing"]
-    writing["init"]["config"].update({"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
-                                      "num_attention_heads": 2, "num_key_value_heads": 1})
     writing["init"]["train"].update({"pairs": str(pairs), "epochs": 1, "batch_size": 4, "eval_fraction": 0.25})
     path = tmp / "config.json"
     path.write_text(json.dumps(config))

@@ -12,26 +12,17 @@
 Runs are one GRPO step on the cli_tiny fixture with a reward model trained once by `train-rm`."""
 import hashlib
 import json
-import os
 import pathlib
 import shutil
-import subprocess
 
 import pytest
 
-BUILD = pathlib.Path(os.environ.get("GRPO_BUILD_DIR", "build/cpu"))
-SOURCE = pathlib.Path(os.environ.get("GRPO_SOURCE_DIR", "."))
-FIXTURES = pathlib.Path(os.environ.get("GRPO_FIXTURE_DIR", BUILD / "fixtures")) / "qwen2"
-PROGRAM = BUILD / "examples" / "longwriter-zero"
-MODEL = FIXTURES / "cli_tiny"
+from cli_program import MODEL, fixture_config, run_program
+
 
 
 def run(args, timeout=300):
-    if not PROGRAM.exists():
-        pytest.fail(f"{PROGRAM} is not built (cmake --build <build> --target longwriter-zero)")
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run([str(PROGRAM), *map(str, args)], capture_output=True, timeout=timeout, env=env,
-                          stdin=subprocess.DEVNULL)
+    return run_program(args, timeout)
 
 
 @pytest.fixture(scope="module")
@@ -44,13 +35,9 @@ def setup(tmp_path_factory):
     pairs = tmp / "pairs.jsonl"
     pairs.write_text("".join(json.dumps({"prompt": "Write about the sea.", "chosen": "The sea is calm at dawn. " * (i + 1),
                                          "rejected": "sea the dawn calm at is. " * (i + 1)}) + "\n" for i in range(8)))
-    config = json.loads((SOURCE / "examples" / "configs" / "tiny.json").read_text())
-    config.update(output_dir=str(tmp / "run"), tokenizer=str(MODEL), prompts=str(prompts))
-    config["policy"]["model"] = str(MODEL)
+    config = fixture_config(tmp, prompts)
     writing = config["rewards"]["writing"]
     writing["answer_only"] = False
-    writing["init"]["config"].update({"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
-                                      "num_attention_heads": 2, "num_key_value_heads": 1})
     writing["init"]["train"].update({"pairs": str(pairs), "epochs": 1, "batch_size": 4, "eval_fraction": 0.25})
     config["trainer"].update({"steps": 1, "prompts_per_step": 1, "group_size": 2, "save_every": 1, "keep_checkpoints": 2,
                               "log_samples_every": 1, "lr": 1e-2})

@@ -12,19 +12,12 @@ import time
 
 import pytest
 
-BUILD = pathlib.Path(os.environ.get("GRPO_BUILD_DIR", "build/cpu"))
-SOURCE = pathlib.Path(os.environ.get("GRPO_SOURCE_DIR", "."))
-FIXTURES = pathlib.Path(os.environ.get("GRPO_FIXTURE_DIR", BUILD / "fixtures")) / "qwen2"
-PROGRAM = BUILD / "examples" / "longwriter-zero"
-MODEL = FIXTURES / "cli_tiny"
+from cli_program import PROGRAM, fixture_config, run_program
+
 
 
 def run(args, timeout=300, env=None):
-    if not PROGRAM.exists():
-        pytest.fail(f"{PROGRAM} is not built (cmake --build <build> --target longwriter-zero)")
-    env = dict(os.environ if env is None else env, OMP_NUM_THREADS="1")
-    return subprocess.run([str(PROGRAM), *map(str, args)], capture_output=True, timeout=timeout, env=env,
-                          stdin=subprocess.DEVNULL)
+    return run_program(args, timeout, env=env)
 
 
 def config_file(tmp: pathlib.Path) -> pathlib.Path:
@@ -32,12 +25,8 @@ def config_file(tmp: pathlib.Path) -> pathlib.Path:
     prompts = tmp / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": f"Write about {t}.", "lower": 10, "upper": 30}) + "\n"
                                for t in ("the sea", "bread")))
-    config = json.loads((SOURCE / "examples" / "configs" / "tiny.json").read_text())
-    config.update(output_dir=str(tmp / "run"), tokenizer=str(MODEL), prompts=str(prompts))
-    config["policy"]["model"] = str(MODEL)
+    config = fixture_config(tmp, prompts)
     writing = config["rewards"]["writing"]
-    writing["init"]["config"].update({"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
-                                      "num_attention_heads": 2, "num_key_value_heads": 1})
     del writing["init"]["train"]
     config["trainer"].update({"steps": 1, "prompts_per_step": 2, "group_size": 2, "save_every": 1, "keep_checkpoints": 1})
     config["trainer"]["sampling"]["max_new_tokens"] = 4

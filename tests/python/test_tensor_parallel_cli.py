@@ -16,6 +16,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from test_distributed_cli import dp_config, rows, torchrun
+from cli_program import MODEL, PROGRAM
 from test_train_cli import run
 
 STEPS = ("step-000001", "step-000002", "step-000003")
@@ -326,7 +327,6 @@ def lines(result):
 def test_generate_and_logprobs_split_over_two_ranks_answer_as_one_process(tmp_path):
     """Rank 0 writes, rank 1 stays silent; ids are one process's (greedy, and seeded top-k), the
     log-probs within 1e-4 of one process's."""
-    from test_train_cli import MODEL
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": p}, ensure_ascii=False) + "\n" for p in PROMPTS))
     for sampling in (["--greedy"], ["--top-k", "4", "--temperature", "0.8", "--seed", "5"]):
@@ -347,7 +347,6 @@ def test_generate_and_logprobs_split_over_two_ranks_answer_as_one_process(tmp_pa
 
 
 def test_tensor_parallel_commands_need_their_launch(tmp_path):
-    from test_train_cli import MODEL
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text(json.dumps({"prompt": "Hello"}) + "\n")
     alone = run(["generate", "--model", str(MODEL), "--input", str(prompts), "--tensor-parallel", "2"])
@@ -368,7 +367,6 @@ def test_convert_streams_a_checkpoint_written_by_another_writer(tmp_path):
     import sys
     transformers = pytest.importorskip("transformers")
     from safetensors.torch import save_file
-    from test_train_cli import MODEL, PROGRAM
     config = transformers.Qwen2Config(vocab_size=1024, hidden_size=256, intermediate_size=1024, num_hidden_layers=48,
                                       num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False)
     torch.manual_seed(0)

@@ -13,13 +13,9 @@ import subprocess
 import pytest
 import torch
 
+from cli_program import MODEL, PROGRAM, SOURCE, fixture_config
 from paper_formulas import eq3, longbench_count, s_l
 
-BUILD = pathlib.Path(os.environ.get("GRPO_BUILD_DIR", "build/cpu"))
-SOURCE = pathlib.Path(os.environ.get("GRPO_SOURCE_DIR", "."))
-FIXTURES = pathlib.Path(os.environ.get("GRPO_FIXTURE_DIR", BUILD / "fixtures")) / "qwen2"
-PROGRAM = BUILD / "examples" / "longwriter-zero"
-MODEL = FIXTURES / "cli_tiny"
 
 
 def run(args, timeout=300):
@@ -31,21 +27,15 @@ def run(args, timeout=300):
 
 def small_config(tmp: pathlib.Path) -> pathlib.Path:
     """examples/configs/tiny.json with the fixture policy, a small reward model and two steps."""
-    config = json.loads((SOURCE / "examples" / "configs" / "tiny.json").read_text())
     prompts = tmp / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": f"Write about {t} in about 20 words.", "lower": 10, "upper": 30}) + "\n"
                                for t in ("the sea", "bread", "trains")))
     pairs = tmp / "pairs.jsonl"
     pairs.write_text("".join(json.dumps({"prompt": "Write about the sea.", "chosen": "The sea is calm at dawn. " * (i + 1),
                                          "rejected": "sea the dawn calm at is. " * (i + 1)}) + "\n" for i in range(8)))
-    config["output_dir"] = str(tmp / "run")
-    config["tokenizer"] = str(MODEL)
-    config["prompts"] = str(prompts)
-    config["policy"]["model"] = str(MODEL)
+    config = fixture_config(tmp, prompts)
     writing = config["rewards"]["writing"]
     writing["answer_only"] = False  # the random fixture writes no <answer>: score whole completions so groups vary
-    writing["init"]["config"].update({"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
-                                      "num_attention_heads": 2, "num_key_value_heads": 1})
     writing["init"]["train"].update({"pairs": str(pairs), "epochs": 1, "batch_size": 4, "eval_fraction": 0.25})
     config["trainer"].update({"steps": 2, "prompts_per_step": 1, "group_size": 2, "save_every": 1, "keep_checkpoints": 0,
                               "log_samples_every": 1, "lr": 1e-2})

@@ -10,6 +10,8 @@
 #include <grpo/model/qwen2_generate.hpp>
 #include <grpo/model/qwen2_policy.hpp>
 
+#include "../qwen2_fixtures.hpp"
+
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -21,25 +23,14 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const fs::path fixtures = fs::path(GRPO_FIXTURE_DIR) / "qwen2";
+const fs::path& fixtures = grpo_test::qwen2_fixtures;
+using grpo_test::expected;
+using grpo_test::prompts_of;
 const std::vector<std::string> causal_models = {"tied_gqa2", "untied_mha", "gqa4_sharded", "mqa"};
-
-at::Tensor expected(const std::string& model, const std::string& name) {
-  return grpo::io::SafetensorsCheckpoint::open(fixtures / model / "expected.safetensors").load(name);
-}
 
 std::vector<std::int64_t> to_vector(const at::Tensor& t) {
   const auto c = t.to(at::kLong).contiguous();
   return {c.data_ptr<std::int64_t>(), c.data_ptr<std::int64_t>() + c.numel()};
-}
-
-// The unpadded prompts of a left-padded fixture batch.
-std::vector<std::vector<std::int64_t>> prompts_of(const std::string& model) {
-  const auto ids = expected(model, "gen_prompt_ids");
-  const auto mask = expected(model, "gen_prompt_mask").to(at::kBool);
-  std::vector<std::vector<std::int64_t>> prompts;
-  for (std::int64_t i = 0; i < ids.size(0); ++i) prompts.push_back(to_vector(ids[i].masked_select(mask[i])));
-  return prompts;
 }
 
 grpo::Qwen2Policy& tiny_policy() {  // vocabulary 151,936 with the real Qwen2.5 tokenizer
